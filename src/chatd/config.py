@@ -1,0 +1,40 @@
+"""Settings from flags, environment variables (CHATD_*) and defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("chatd"))
+
+
+@dataclass(slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: str | None = None  # path to a GGUF; None = the default SmolLM2 package
+    model_names: list[str] = field(default_factory=list)  # first is the id, the rest aliases
+    ctx: int = 8192
+    threads: int | None = None  # None = every core
+    parallel: int = 8
+    queue_size: int = 256
+    api_keys: list[str] = field(default_factory=list)
+    data_dir: Path = field(default_factory=default_data_dir)
+    database_url: str | None = None  # None = SQLite in data_dir
+    log_level: str = "info"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'chatd.db'}"
+
+
+def env_list(name: str) -> list[str]:
+    raw = os.environ.get(name, "")
+    return [item.strip() for item in raw.split(",") if item.strip()]
