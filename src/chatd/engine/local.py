@@ -1,0 +1,92 @@
+"""LocalBackend: the Backend contract served by the in-process llama.cpp engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from chatd.backend import ContextLengthExceeded, Event, GenerationRequest
+from chatd.engine.output import plan_output
+from chatd.engine.runtime import Runtime, default_model_path
+from chatd.engine.scheduler import Scheduler
+from chatd.engine.sequence import Job
+from chatd.engine.template import ChatTemplate
+
+
+def model_id_from_path(path: Path) -> str:
+    """`SmolLM2-135M-Instruct-Q4_1.gguf` -> `smollm2-135m-instruct-q4_1`."""
+    return path.stem.lower()
+
+
+class LocalBackend:
+    """One GGUF model, many sequences at once."""
+
+    owned_by = "chatd"
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        model_names: list[str] | None = None,
+        n_ctx: int = 8192,
+        n_threads: int | None = None,
+        parallel: int = 8,
+        queue_size: int = 256,
+    ) -> None:
+        path = Path(model_path) if model_path else default_model_path()
+        n_seq_max = min(256, max(parallel, 16) * 2)
+        self.runtime = Runtime(
+            path, n_ctx=n_ctx, n_seq_max=n_seq_max, n_threads=n_threads, n_batch=512
+        )
+        self._model_ids = model_names or [model_id_from_path(path)]
+        vocab = self.runtime.vocab
+        self.template = ChatTemplate(
+            self.runtime.metadata.get("tokenizer.chat_template"),
+            bos_token=vocab.token_text(vocab.bos_id) if vocab.bos_id >= 0 else "",
+            eos_token=vocab.token_text(vocab.eos_id) if vocab.eos_id >= 0 else "",
+        )
+        self.scheduler = Scheduler(self.runtime, parallel=parallel, queue_size=queue_size)
+        self.scheduler.start()
+
+    @property
+    def model_ids(self) -> list[str]:
+        return self._model_ids
+
+    @property
+    def system_fingerprint(self) -> str:
+        return self.runtime.fingerprint
+
+    @property
+    def context_length(self) -> int:
+        return self.scheduler.ctx_limit
+
+    def prompt_tokens(self, request: GenerationRequest) -> list[int]:
+        text = self.template.render(request.messages)
+        return self.runtime.vocab.tokenize(text, special=True)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        plan = plan_output(request, self.runtime.vocab)
+        prompt = self.prompt_tokens(request)
+        limit = self.scheduler.ctx_limit
+        if len(prompt) + (request.max_tokens or 1) > limit:
+            raise ContextLengthExceeded(limit, len(prompt), request.max_tokens)
+        loop = asyncio.get_running_loop()
+        job = Job(request, prompt, plan, loop, asyncio.Queue(), ctx_limit=limit)
+        self.scheduler.submit(job)
+        finished = False
+        try:
+            while True:
+                events = await job.queue.get()
+                if events is None:
+                    finished = True
+                    return
+                for event in events:
+                    yield event
+        finally:
+            if not finished:
+                self.scheduler.cancel(job)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.scheduler.stop)
+        self.runtime.close()

@@ -1,0 +1,313 @@
+"""The continuous-batching loop: one thread owns the llama.cpp context.
+
+Each step admits waiting jobs (reusing cached prompt prefixes), builds one batch of
+prompt chunks plus one token per running choice, decodes it, and samples every
+choice that produced logits. Finished sequences stay in the prefix cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict, deque
+
+import numpy as np
+
+from chatd.backend import BackendOverloaded, Usage
+from chatd.engine.output import OutputPlan
+from chatd.engine.runtime import Batch, Runtime
+from chatd.engine.sampling import Sampler, derive_seed
+from chatd.engine.sequence import Choice, Job
+
+log = logging.getLogger("chatd.engine")
+
+
+def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = np.flatnonzero(a[:n] != b[:n])
+    return int(diff[0]) if len(diff) else n
+
+
+class PrefixCache:
+    """KV of finished sequences, by sequence id, least recently used first."""
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def best(self, prompt: np.ndarray) -> tuple[int | None, int]:
+        best_seq, best_len = None, 0
+        for seq, tokens in self.entries.items():
+            n = common_prefix(tokens, prompt)
+            if n > best_len:
+                best_seq, best_len = seq, n
+        if best_seq is not None:
+            self.entries.move_to_end(best_seq)
+        return best_seq, best_len
+
+    def covered(self, tokens: np.ndarray) -> list[int]:
+        """Entries whose tokens are a prefix of `tokens` (made redundant by it)."""
+        return [
+            seq
+            for seq, cached in self.entries.items()
+            if len(cached) <= len(tokens) and common_prefix(cached, tokens) == len(cached)
+        ]
+
+
+class Scheduler:
+    """Runs jobs on a Runtime in a background thread."""
+
+    def __init__(self, runtime: Runtime, *, parallel: int, queue_size: int) -> None:
+        self.runtime = runtime
+        self.vocab = runtime.vocab
+        self.parallel = parallel
+        self.queue_size = queue_size
+        self.ctx_limit = min(runtime.n_ctx, runtime.n_ctx_train or runtime.n_ctx)
+        self.batch = Batch(runtime.n_batch)
+        self.free_seqs: deque[int] = deque(range(runtime.n_seq_max))
+        self.cache = PrefixCache()
+        self.waiting: deque[Job] = deque()
+        self.running: list[Job] = []
+        self.lock = threading.Condition()
+        self.stopping = False
+        self.not_eog = ~self.vocab.eog_mask
+        self.prefill_chunk = 256  # prompt tokens per step while other sequences decode
+        self.thread = threading.Thread(target=self._run, name="chatd-engine", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+            self.lock.notify()
+        self.thread.join(timeout=10)
+
+    def submit(self, job: Job) -> None:
+        with self.lock:
+            if len(self.waiting) >= self.queue_size:
+                raise BackendOverloaded("The server is busy; too many requests are queued.")
+            self.waiting.append(job)
+            self.lock.notify()
+
+    def cancel(self, job: Job) -> None:
+        with self.lock:
+            job.cancelled = True
+            self.lock.notify()
+
+    @property
+    def active_sequences(self) -> int:
+        return sum(len(job.choices) for job in self.running)
+
+    # -- the loop -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                while not self.stopping and not self.waiting and not self.running:
+                    self.lock.wait()
+                if self.stopping:
+                    break
+                self._drop_cancelled()
+                self._admit()
+            if self.running:
+                try:
+                    self._step()
+                except Exception:
+                    log.exception("engine step failed; ending the running requests")
+                    for job in self.running:
+                        self._end_job(job, error=True)
+                    self.running.clear()
+        for job in [*self.running, *self.waiting]:
+            job.close()
+
+    def _drop_cancelled(self) -> None:
+        for job in [j for j in self.waiting if j.cancelled]:
+            self.waiting.remove(job)
+            job.close()
+        for job in [j for j in self.running if j.cancelled]:
+            self.running.remove(job)
+            self._release(job)
+            job.close()
+
+    def _admit(self) -> None:
+        while self.waiting:
+            job = self.waiting[0]
+            n = job.request.n
+            active = self.active_sequences
+            if active and active + n > self.parallel:
+                return
+            if not self._reserve(n):
+                return
+            self.waiting.popleft()
+            self._start(job)
+            self.running.append(job)
+
+    def _reserve(self, n: int) -> bool:
+        """Make n sequence ids free, evicting cached prefixes if needed."""
+        while len(self.free_seqs) < n and self.cache.entries:
+            self._evict_oldest()
+        return len(self.free_seqs) >= n
+
+    def _evict_oldest(self) -> None:
+        seq, _ = self.cache.entries.popitem(last=False)
+        self.runtime.seq_rm(seq)
+        self.free_seqs.append(seq)
+
+    def _start(self, job: Job) -> None:
+        request = job.request
+        plan: OutputPlan = job.plan  # type: ignore[assignment]
+        top = request.top_logprobs if request.logprobs else None
+        for index in range(request.n):
+            seq = self.free_seqs.popleft()
+            self.runtime.seq_rm(seq)
+            sampler = Sampler(
+                request.sampling,
+                self.vocab.n_vocab,
+                top_logprobs=top,
+                seed=derive_seed(request.sampling.seed, index),
+            )
+            job.choices.append(
+                Choice(index, seq, sampler, plan.new_choice(index), request.stop, request.logprobs)
+            )
+        prompt = np.asarray(job.prompt, dtype=np.int32)
+        source, shared = self.cache.best(prompt)
+        shared = min(shared, len(job.prompt) - 1)
+        if source is not None and shared > 0:
+            self.runtime.seq_cp(source, job.choices[0].seq, 0, shared)
+            job.prefill_pos = job.cached_tokens = shared
+
+    # -- one step -----------------------------------------------------------------
+
+    def _step(self) -> None:
+        batch = self.batch
+        batch.clear()
+        outputs: list[tuple[Job, list[Choice], int]] = []
+        for job in self.running:
+            if job.prefilling:
+                continue
+            for choice in job.choices:
+                if not choice.finished:
+                    i = batch.add(choice.next_token, choice.pos, choice.seq, True)
+                    outputs.append((job, [choice], i))
+        budget = batch.capacity - batch.n
+        if batch.n:
+            budget = min(budget, self.prefill_chunk)
+        chunks: list[tuple[Job, int]] = []
+        for job in self.running:
+            if not job.prefilling or budget <= 0:
+                continue
+            end = min(len(job.prompt), job.prefill_pos + budget)
+            seq = job.choices[0].seq
+            for pos in range(job.prefill_pos, end):
+                batch.add(job.prompt[pos], pos, seq, pos == len(job.prompt) - 1)
+            if end == len(job.prompt):
+                outputs.append((job, job.choices, batch.n - 1))
+            chunks.append((job, end))
+            budget -= end - job.prefill_pos
+        if batch.n == 0:
+            return
+        status = self.runtime.decode(batch)
+        if status != 0:
+            self._make_room(status)
+            return
+        for job, end in chunks:
+            job.prefill_pos = end
+            if end == len(job.prompt):
+                self._fork_prompt(job)
+        for job, choices, i in outputs:
+            logits = self.runtime.logits(i)
+            for choice in choices:
+                self._sample(job, choice, logits)
+        finished = []
+        for job in self.running:
+            if job.done:
+                finished.append(job)
+            else:
+                job.send()
+        for job in finished:
+            self.running.remove(job)
+            self._end_job(job)
+
+    def _fork_prompt(self, job: Job) -> None:
+        """Give every choice the prompt's KV (metadata-only copies in a unified cache)."""
+        first = job.choices[0]
+        for choice in job.choices:
+            if choice is not first:
+                self.runtime.seq_cp(first.seq, choice.seq)
+            choice.pos = len(job.prompt)
+
+    def _make_room(self, status: int) -> None:
+        if status < 0:
+            raise RuntimeError(f"llama_decode failed with {status}")
+        if self.cache.entries:
+            self._evict_oldest()
+            return
+        victim = max(self.running, key=lambda j: max((c.pos for c in j.choices), default=0))
+        log.warning("KV cache full: ending the longest request with finish_reason length")
+        for choice in victim.choices:
+            if not choice.finished:
+                victim.finish_choice(choice, "length")
+        self.running.remove(victim)
+        self._end_job(victim)
+
+    def _sample(self, job: Job, choice: Choice, logits: np.ndarray) -> None:
+        request = job.request
+        mask = choice.output.mask()
+        if request.ignore_eos:
+            mask = self.not_eog if mask is None else mask & self.not_eog
+        token, info = choice.sampler.sample(logits, mask)
+        choice.output.advance(token)
+        if self.vocab.eog_mask[token]:
+            job.finish_choice(choice, "stop")
+            return
+        choice.tokens.append(token)
+        text = choice.decoder.decode(self.vocab.token_bytes(token))
+        entry = job.logprob_entry(self.vocab, info) if info is not None else None
+        events, hit = choice.take_text(text, entry)
+        job.outbox.extend(events)
+        if hit or choice.output.must_stop():
+            job.finish_choice(choice, "stop")
+        elif len(choice.tokens) == request.max_tokens or choice.pos + 1 >= job.ctx_limit:
+            job.finish_choice(choice, "length")
+        else:
+            choice.next_token = token
+            choice.pos += 1
+
+    # -- ending -------------------------------------------------------------------
+
+    def _end_job(self, job: Job, error: bool = False) -> None:
+        if not error:
+            job.send(
+                [
+                    Usage(
+                        prompt_tokens=len(job.prompt),
+                        completion_tokens=sum(len(c.tokens) for c in job.choices),
+                        cached_tokens=job.cached_tokens,
+                    )
+                ]
+            )
+        self._release(job)
+        job.close()
+
+    def _release(self, job: Job) -> None:
+        """Free the job's sequences; the first one's KV stays cached for prefix reuse."""
+        for k, choice in enumerate(job.choices):
+            if k == 0 and not job.prefilling:
+                self._keep(choice, job.prompt)
+            else:
+                self.runtime.seq_rm(choice.seq)
+                self.free_seqs.append(choice.seq)
+        job.choices = []
+
+    def _keep(self, choice: Choice, prompt: list[int]) -> None:
+        decoded = choice.tokens[:-1] if choice.tokens else []
+        tokens = np.asarray(prompt + decoded, dtype=np.int32)
+        n_kv = self.runtime.seq_pos_max(choice.seq) + 1
+        tokens = tokens[:n_kv]
+        for seq in self.cache.covered(tokens):
+            del self.cache.entries[seq]
+            self.runtime.seq_rm(seq)
+            self.free_seqs.append(seq)
+        self.cache.entries[choice.seq] = tokens
