@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster for tests and benchmarks. Idempotent.
+#
+#   scripts/postgres.sh [start]   install (Debian) if absent, init, start; print
+#                                 `export CHATD_TEST_PG_URL='postgresql+asyncpg://...'`
+#                                 (so `eval "$(scripts/postgres.sh)"` sets it for tests)
+#   scripts/postgres.sh url       print the bare URL of the running cluster
+#   scripts/postgres.sh stop      stop the cluster (its files stay for the next start)
+#
+# Env: CHATD_PG_DIR (default /tmp/chatd-pg), CHATD_PG_PORT (default 55432, or a free
+# port if that one is taken by something else), CHATD_PG_DB (default chatd_test).
+# The URL is also written to $CHATD_PG_DIR/url. Tuned for tests: fsync is off.
+set -euo pipefail
+
+PGDIR="${CHATD_PG_DIR:-/tmp/chatd-pg}"
+DB="${CHATD_PG_DB:-chatd_test}"
+DATA="$PGDIR/data"
+LOG="$PGDIR/postgres.log"
+URLFILE="$PGDIR/url"
+
+find_bindir() {
+    local dir
+    dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+    if [ -n "$dir" ] && [ -x "$dir/postgres" ]; then
+        echo "$dir"
+    elif command -v pg_ctl >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
+        dirname "$(command -v pg_ctl)"
+    fi
+}
+
+BINDIR="$(find_bindir)"
+if [ -z "$BINDIR" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "postgres.sh: PostgreSQL is not installed; run as root to install it" >&2
+        exit 1
+    fi
+    echo "postgres.sh: installing PostgreSQL (Debian package)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq postgresql >&2
+    BINDIR="$(find_bindir)"
+fi
+
+if [ "$(id -u)" = 0 ]; then
+    RUNAS=(su postgres -s /bin/sh -c)
+else
+    RUNAS=(sh -c)
+fi
+
+as_pg() { "${RUNAS[@]}" "cd / && $*"; }
+
+port_in_use() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(0)
+sys.exit(1)
+EOF
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+running() { [ -f "$DATA/postmaster.pid" ] && as_pg "$BINDIR/pg_ctl -D '$DATA' status" >/dev/null 2>&1; }
+
+running_port() { sed -n 4p "$DATA/postmaster.pid"; }
+
+print_url() {
+    local url="postgresql+asyncpg://postgres@127.0.0.1:$(running_port)/$DB"
+    echo "$url" >"$URLFILE"
+    if [ "${1:-}" = export ]; then echo "export CHATD_TEST_PG_URL='$url'"; else echo "$url"; fi
+}
+
+start() {
+    mkdir -p "$PGDIR"
+    if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$PGDIR"; fi
+    if [ ! -f "$DATA/PG_VERSION" ]; then
+        as_pg "$BINDIR/initdb -D '$DATA' -U postgres -A trust -E UTF8 --no-locale" >"$PGDIR/initdb.log"
+    fi
+    if ! running; then
+        local port="${CHATD_PG_PORT:-55432}"
+        if port_in_use "$port"; then port="$(free_port)"; fi
+        as_pg "$BINDIR/pg_ctl -D '$DATA' -l '$LOG' -w -t 60 start -o \
+            '-p $port -k $PGDIR -c listen_addresses=127.0.0.1 -c fsync=off \
+            -c synchronous_commit=off -c full_page_writes=off -c max_connections=200'" >/dev/null
+    fi
+    local port
+    port="$(running_port)"
+    local exists
+    exists="$(as_pg "$BINDIR/psql -h 127.0.0.1 -p $port -U postgres -d postgres -tAc \
+        \"SELECT 1 FROM pg_database WHERE datname = '$DB'\"")"
+    if [ "$exists" != 1 ]; then
+        as_pg "$BINDIR/createdb -h 127.0.0.1 -p $port -U postgres '$DB'"
+    fi
+    print_url export
+}
+
+case "${1:-start}" in
+start) start ;;
+url) running && print_url ;;
+stop) if running; then as_pg "$BINDIR/pg_ctl -D '$DATA' -m fast -w stop" >/dev/null; fi ;;
+*)
+    echo "usage: $0 [start|url|stop]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,76 @@
+"""Validation of `metadata` maps with the OpenAI API's error codes and messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatd.api.errors import APIError
+
+MAX_PAIRS = 16
+MAX_KEY_LENGTH = 64
+MAX_VALUE_LENGTH = 512
+
+
+def type_name(value: Any) -> str:
+    """The JSON type of `value` with its article, as OpenAI's messages write it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _abbreviate(key: str) -> str:
+    return f"{key[:3]}...{key[-3:]}" if len(key) > 9 else key
+
+
+def validate_metadata(value: Any, param: str = "metadata") -> dict[str, str]:
+    """Return `value` as a metadata map (null -> {}), or raise the API's 400 error."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise APIError(
+            f"Invalid type for '{param}': expected a metadata object, "
+            f"but got {type_name(value)} instead.",
+            param=param,
+            code="invalid_type",
+        )
+    if len(value) > MAX_PAIRS:
+        raise APIError(
+            f"Invalid '{param}': too many properties. Expected an object with at most "
+            f"{MAX_PAIRS} properties, but got an object with {len(value)} properties instead.",
+            param=param,
+            code="object_above_max_properties",
+        )
+    for key, item in value.items():
+        if len(key) > MAX_KEY_LENGTH:
+            raise APIError(
+                f"Invalid property name in '{param}': '{_abbreviate(key)}' is too long. "
+                f"Expected a string with maximum length {MAX_KEY_LENGTH}, "
+                f"but got a string with length {len(key)} instead.",
+                param=f"{param}.{key}",
+                code="property_name_above_max_length",
+            )
+        if not isinstance(item, str):
+            raise APIError(
+                f"Invalid type for '{param}.{key}': expected a string, "
+                f"but got {type_name(item)} instead.",
+                param=f"{param}.{key}",
+                code="invalid_type",
+            )
+        if len(item) > MAX_VALUE_LENGTH:
+            raise APIError(
+                f"Invalid '{param}.{key}': string too long. Expected a string with maximum "
+                f"length {MAX_VALUE_LENGTH}, but got a string with length {len(item)} instead.",
+                param=f"{param}.{key}",
+                code="string_above_max_length",
+            )
+    return dict(value)

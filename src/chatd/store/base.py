@@ -1,0 +1,95 @@
+"""The stored-completions contract: what the API layer asks of a store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Order = Literal["asc", "desc"]
+JSONDict = dict[str, Any]
+
+
+class NotFound(LookupError):
+    """No completion with this id for this owner (unknown, deleted or someone else's)."""
+
+    def __init__(self, completion_id: str, param: str | None = None) -> None:
+        super().__init__(completion_id)
+        self.completion_id = completion_id
+        self.param = param
+
+
+class InvalidCursor(ValueError):
+    """An `after` that is not an id of this list."""
+
+    def __init__(self, after: str) -> None:
+        super().__init__(after)
+        self.after = after
+
+
+@dataclass(slots=True)
+class Page:
+    """One page of a cursor-paginated list."""
+
+    data: list[JSONDict] = field(default_factory=list)
+    has_more: bool = False
+
+    def body(self) -> JSONDict:
+        """The OpenAI list object."""
+        return {
+            "object": "list",
+            "data": self.data,
+            "first_id": self.data[0]["id"] if self.data else None,
+            "last_id": self.data[-1]["id"] if self.data else None,
+            "has_more": self.has_more,
+        }
+
+
+class CompletionStore(Protocol):
+    """Stored chat completions, each visible only to the principal that stored it."""
+
+    async def start(self) -> None:
+        """Connect and migrate the schema to head."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def save(self, *, owner: str, request: JSONDict, completion: JSONDict) -> None:
+        """Persist a completion and the request that produced it; returns once committed."""
+        ...
+
+    async def get(self, owner: str, completion_id: str) -> JSONDict:
+        """The stored ChatCompletion object; raises NotFound."""
+        ...
+
+    async def list(
+        self,
+        owner: str,
+        *,
+        model: str | None = None,
+        metadata: dict[str, str] | None = None,
+        after: str | None = None,
+        limit: int = 20,
+        order: Order = "asc",
+    ) -> Page:
+        """Completions by (created, insertion); raises NotFound for an unknown `after`."""
+        ...
+
+    async def update(self, owner: str, completion_id: str, metadata: dict[str, str]) -> JSONDict:
+        """Replace the metadata and return the updated object; raises NotFound."""
+        ...
+
+    async def delete(self, owner: str, completion_id: str) -> None:
+        """Delete a completion; raises NotFound."""
+        ...
+
+    async def messages(
+        self,
+        owner: str,
+        completion_id: str,
+        *,
+        after: str | None = None,
+        limit: int = 20,
+        order: Order = "asc",
+    ) -> Page:
+        """The request's input messages, each with an id; raises NotFound."""
+        ...
