@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_support import BACKENDS, database_url, drop_database, fresh_database  # noqa: F401
 
 from chatd.store import InvalidCursor, NotFound, Page, SQLStore
+from tests.store_support import BACKENDS, database_url, drop_database, fresh_database  # noqa: F401
 
 
 class SyncStore:
@@ -207,6 +207,7 @@ def test_content_parts(db: SyncStore, owner: str) -> None:
         "content": "look",
         "content_parts": parts,
         "name": "ann",
+        "refusal": None,
     }
 
 

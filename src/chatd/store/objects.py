@@ -67,4 +67,5 @@ def message_item(completion_id: str, position: int, message: JSONDict) -> JSONDi
     else:
         item["content_parts"] = None
     item.setdefault("name", None)
+    item.setdefault("refusal", None)
     return item
