@@ -197,7 +197,7 @@ def _finite(text: str) -> float:
 def _check_fields(body: Obj) -> dict[str, Any]:
     """Each field alone, in the order the API reports them; returns the normalised values."""
     check_messages(body)
-    body.string("model", required=True)
+    body.text("model")
     check_functions(body)
     check_function_call(body)
     check_tools(body)
@@ -343,11 +343,11 @@ def _audio(body: Obj) -> None:
     voice = audio.value("voice", required=True)
     if isinstance(voice, dict):
         custom = Obj(voice, audio.path("voice"))
-        custom.string("id", required=True)
+        custom.text("id")
         custom.only(("id",))
     elif not isinstance(voice, str):
         raise invalid_type(audio.path("voice"), "one of a string or object", voice)
-    audio.enum("format", AUDIO_FORMATS, required=True)
+    audio.pick("format", AUDIO_FORMATS)
     audio.only(("voice", "format"))
 
 
@@ -355,14 +355,14 @@ def _prediction(body: Obj) -> None:
     prediction = body.object("prediction")
     if prediction is None:
         return
-    prediction.enum("type", ("content",), required=True)
+    prediction.pick("type", ("content",))
     content = prediction.value("content", required=True)
     param = prediction.path("content")
     if isinstance(content, list):
         parts = prediction.objects("content", min_items=1) or []
         for part in parts:
-            part.enum("type", ("text",), required=True)
-            part.string("text", required=True)
+            part.pick("type", ("text",))
+            part.text("text")
             part.only(("type", "text"))
     elif not isinstance(content, str):
         raise invalid_type(param, "one of a string or array of objects", content)
@@ -375,9 +375,8 @@ def _web_search_options(body: Obj) -> None:
         return
     location = options.object("user_location")
     if location is not None:
-        location.enum("type", ("approximate",), required=True)
-        approximate = location.object("approximate", required=True)
-        assert approximate is not None
+        location.pick("type", ("approximate",))
+        approximate = location.child("approximate")
         for key in ("country", "region", "city", "timezone"):
             approximate.string(key)
         approximate.only(("country", "region", "city", "timezone"))
@@ -390,13 +389,13 @@ def _moderation(body: Obj) -> None:
     moderation = body.object("moderation")
     if moderation is None:
         return
-    moderation.string("model", required=True)
+    moderation.text("model")
     policy = moderation.object("policy")
     if policy is not None:
         for key in ("input", "output"):
             config = policy.object(key)
             if config is not None:
-                config.enum("mode", ("score", "block"), required=True)
+                config.pick("mode", ("score", "block"))
                 config.only(("mode",))
         policy.only(("input", "output"))
     moderation.only(("model", "policy"))

@@ -29,26 +29,25 @@ AUDIO_FORMATS = ("wav", "mp3")
 def check_messages(body: Obj) -> list[dict[str, Any]]:
     """The shape of every message; returns the messages as sent."""
     messages = body.objects("messages", required=True, expected="an array of objects", min_items=1)
-    assert messages is not None
-    for message in messages:
+    for message in messages or ():
         _check_message(message)
-    return [message.data for message in messages]
+    return body.data["messages"]
 
 
 def _check_message(message: Obj) -> None:
-    role = message.enum("role", ROLES, required=True)
+    role = message.pick("role", ROLES)
     message.string("name")
     if role == "assistant":
         _check_assistant(message)
     elif role == "function":
-        message.string("name", required=True)
+        message.text("name")
         content = message.value("content", required=True)
         if content is not None and not isinstance(content, str):
             raise invalid_type(message.path("content"), "a string", content)
     else:
         _check_content(message, ROLE_PARTS[role], required=True)
         if role == "tool":
-            message.string("tool_call_id", required=True)
+            message.text("tool_call_id")
 
 
 def _check_content(message: Obj, allowed: tuple[str, ...], *, required: bool) -> None:
@@ -63,17 +62,14 @@ def _check_content(message: Obj, allowed: tuple[str, ...], *, required: bool) ->
 
 
 def _check_part(part: Obj, allowed: tuple[str, ...]) -> None:
-    kind = part.enum("type", PART_TYPES, required=True)
-    assert kind is not None
+    kind = part.pick("type", PART_TYPES)
     if kind not in allowed:
         raise invalid_value(part.path("type"), kind, allowed)
     if kind in ("text", "refusal"):
-        part.string(kind, required=True)
+        part.text(kind)
     elif kind == "image_url":
-        image = part.object("image_url", required=True)
-        assert image is not None
-        url = image.string("url", required=True)
-        assert url is not None
+        image = part.child("image_url")
+        url = image.text("url")
         if not url.startswith("data:"):
             raise APIError(
                 f"Invalid image URL: '{image.path('url')}'. Expected a base64-encoded data URL "
@@ -84,13 +80,11 @@ def _check_part(part: Obj, allowed: tuple[str, ...]) -> None:
             )
         image.enum("detail", IMAGE_DETAILS)
     elif kind == "input_audio":
-        audio = part.object("input_audio", required=True)
-        assert audio is not None
-        audio.string("data", required=True)
-        audio.enum("format", AUDIO_FORMATS, required=True)
+        audio = part.child("input_audio")
+        audio.text("data")
+        audio.pick("format", AUDIO_FORMATS)
     elif kind == "file":
-        file = part.object("file", required=True)
-        assert file is not None
+        file = part.child("file")
         for key in ("filename", "file_data", "file_id"):
             file.string(key)
         if not file.has("file_id") and not file.has("file_data"):
@@ -101,27 +95,25 @@ def _check_part(part: Obj, allowed: tuple[str, ...]) -> None:
             )
     breakpoint_ = part.object("prompt_cache_breakpoint")
     if breakpoint_ is not None:
-        breakpoint_.enum("mode", ("explicit",), required=True)
+        breakpoint_.pick("mode", ("explicit",))
 
 
 def _check_assistant(message: Obj) -> None:
     _check_content(message, ROLE_PARTS["assistant"], required=False)
     message.string("refusal")
     for call in message.objects("tool_calls", expected="an array of objects", min_items=1) or ():
-        call.string("id", required=True)
-        kind = call.enum("type", ("function", "custom"), required=True)
-        assert kind is not None
-        spec = call.object(kind, required=True)
-        assert spec is not None
-        spec.string("name", required=True)
-        spec.string("arguments" if kind == "function" else "input", required=True)
+        call.text("id")
+        kind = call.pick("type", ("function", "custom"))
+        spec = call.child(kind)
+        spec.text("name")
+        spec.text("arguments" if kind == "function" else "input")
     function_call = message.object("function_call")
     if function_call is not None:
-        function_call.string("name", required=True)
-        function_call.string("arguments", required=True)
+        function_call.text("name")
+        function_call.text("arguments")
     audio = message.object("audio")
     if audio is not None:
-        audio.string("id", required=True)
+        audio.text("id")
     if not any(message.has(key) for key in ("content", *CONTENT_STAND_INS)):
         message.value("content", required=True)
         raise invalid_type(message.path("content"), CONTENT_TYPE, None)

@@ -36,10 +36,8 @@ def check_functions(body: Obj) -> None:
 def check_tools(body: Obj) -> None:
     tools = body.objects("tools", expected="an array of objects", min_items=1, max_items=MAX_TOOLS)
     for tool in tools or ():
-        kind = tool.enum("type", TOOL_TYPES, required=True)
-        assert kind is not None
-        spec = tool.object(kind, required=True)
-        assert spec is not None
+        kind = tool.pick("type", TOOL_TYPES)
+        spec = tool.child(kind)
         tool.only(("type", kind))
         spec.name("name")
         spec.string("description")
@@ -57,12 +55,11 @@ def _check_custom_format(spec: Obj) -> None:
     fmt = spec.object("format")
     if fmt is None:
         return
-    kind = fmt.enum("type", ("text", "grammar"), required=True)
+    kind = fmt.pick("type", ("text", "grammar"))
     if kind == "grammar":
-        grammar = fmt.object("grammar", required=True)
-        assert grammar is not None
-        grammar.string("definition", required=True)
-        grammar.enum("syntax", GRAMMAR_SYNTAXES, required=True)
+        grammar = fmt.child("grammar")
+        grammar.text("definition")
+        grammar.pick("syntax", GRAMMAR_SYNTAXES)
         grammar.only(("definition", "syntax"))
         fmt.only(("type", "grammar"))
     else:
@@ -91,13 +88,11 @@ def check_tool_choice(body: Obj) -> None:
     choice = Obj(value, "tool_choice")
     kind = value.get("type")
     if kind not in ("custom", "allowed_tools"):
-        choice.object("function", required=True)
-    kind = choice.enum("type", CHOICE_TYPES, required=True)
-    assert kind is not None
+        choice.child("function")
+    kind = choice.pick("type", CHOICE_TYPES)
     if kind == "allowed_tools":
-        allowed = choice.object("allowed_tools", required=True)
-        assert allowed is not None
-        allowed.enum("mode", ("auto", "required"), required=True)
+        allowed = choice.child("allowed_tools")
+        allowed.pick("mode", ("auto", "required"))
         for ref in allowed.objects("tools", required=True, expected="an array of objects") or ():
             _check_reference(ref)
         allowed.only(("mode", "tools"))
@@ -108,11 +103,8 @@ def check_tool_choice(body: Obj) -> None:
 
 def _check_reference(ref: Obj) -> None:
     """`{"type": "function", "function": {"name": ...}}` or the same for custom."""
-    kind = ref.enum("type", TOOL_TYPES, required=True)
-    assert kind is not None
-    target = ref.object(kind, required=True)
-    assert target is not None
-    target.string("name", required=True)
+    target = ref.child(ref.pick("type", TOOL_TYPES))
+    target.text("name")
     target.only(("name",))
 
 
@@ -128,7 +120,7 @@ def check_function_call(body: Obj) -> None:
         expected = f"one of one of {quoted(FUNCTION_CALL_MODES, 'or')} or object"
         raise invalid_type("function_call", expected, value)
     call = Obj(value, "function_call")
-    call.string("name", required=True)
+    call.text("name")
     call.only(("name",))
 
 
@@ -136,12 +128,11 @@ def check_response_format(body: Obj) -> None:
     fmt = body.object("response_format")
     if fmt is None:
         return
-    kind = fmt.enum("type", RESPONSE_FORMATS, required=True)
+    kind = fmt.pick("type", RESPONSE_FORMATS)
     if kind != "json_schema":
         fmt.only(("type",))
         return
-    schema = fmt.object("json_schema", required=True)
-    assert schema is not None
+    schema = fmt.child("json_schema")
     schema.name("name")
     schema.string("description")
     schema.object("schema")

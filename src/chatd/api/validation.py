@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from chatd.api.errors import APIError
@@ -194,7 +194,7 @@ class Obj:
             raise missing(self.path(key))
         return self.data.get(key)
 
-    def _typed(self, key: str, required: bool, expected: str, test: Any) -> Any:
+    def _typed(self, key: str, required: bool, expected: str, test: Callable[[Any], bool]) -> Any:
         value = self.value(key, required=required)
         if value is None and not required:
             return None
@@ -202,18 +202,17 @@ class Obj:
             raise invalid_type(self.path(key), expected, value)
         return value
 
-    def boolean(self, key: str, *, required: bool = False) -> bool | None:
-        return self._typed(key, required, "a boolean", lambda v: isinstance(v, bool))
+    def boolean(self, key: str) -> bool | None:
+        return self._typed(key, False, "a boolean", lambda v: isinstance(v, bool))
 
     def integer(
         self,
         key: str,
         *,
-        required: bool = False,
         minimum: int | None = None,
         maximum: int | None = None,
     ) -> int | None:
-        value = self._typed(key, required, "an integer", is_integer)
+        value = self._typed(key, False, "an integer", is_integer)
         if value is not None:
             check_range(self.path(key), value, minimum, maximum, kind="integer")
         return value
@@ -222,42 +221,52 @@ class Obj:
         self,
         key: str,
         *,
-        required: bool = False,
         minimum: Number | None = None,
         maximum: Number | None = None,
         exclusive_minimum: bool = False,
     ) -> Number | None:
-        value = self._typed(key, required, "a decimal", is_number)
+        value = self._typed(key, False, "a decimal", is_number)
         if value is not None:
             check_range(
                 self.path(key), value, minimum, maximum, exclusive_minimum=exclusive_minimum
             )
         return value
 
-    def string(
-        self, key: str, *, required: bool = False, max_length: int | None = None
-    ) -> str | None:
-        value = self._typed(key, required, "a string", lambda v: isinstance(v, str))
+    def string(self, key: str, *, max_length: int | None = None) -> str | None:
+        value = self._typed(key, False, "a string", lambda v: isinstance(v, str))
         if value is not None:
             check_length(self.path(key), value, max_length=max_length)
         return value
 
     def name(self, key: str, max_length: int = 64) -> str:
         """A required name matching NAME_PATTERN."""
-        value = self._typed(key, True, "a string", lambda v: isinstance(v, str))
+        value = self.text(key)
         check_name(self.path(key), value, max_length)
         return value
 
-    def enum(self, key: str, allowed: Sequence[str], *, required: bool = False) -> str | None:
-        value = self.string(key, required=required)
+    def enum(self, key: str, allowed: Sequence[str]) -> str | None:
+        value = self.string(key)
         if value is not None and value not in allowed:
             raise invalid_value(self.path(key), value, allowed)
         return value
 
-    def object(
-        self, key: str, *, required: bool = False, expected: str = "an object"
-    ) -> Obj | None:
-        value = self._typed(key, required, expected, lambda v: isinstance(v, dict))
+    def text(self, key: str) -> str:
+        """A required string."""
+        return self._typed(key, True, "a string", lambda v: isinstance(v, str))
+
+    def pick(self, key: str, allowed: Sequence[str]) -> str:
+        """A required string enum."""
+        value = self.text(key)
+        if value not in allowed:
+            raise invalid_value(self.path(key), value, allowed)
+        return value
+
+    def child(self, key: str, expected: str = "an object") -> Obj:
+        """A required object."""
+        return Obj(self._typed(key, True, expected, lambda v: isinstance(v, dict)), self.path(key))
+
+    def object(self, key: str, *, expected: str = "an object") -> Obj | None:
+        value = self._typed(key, False, expected, lambda v: isinstance(v, dict))
         return None if value is None else Obj(value, self.path(key))
 
     def array(
