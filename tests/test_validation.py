@@ -77,7 +77,18 @@ def test_every_skip_names_an_example() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", [b"{not json", b"", b"[]", b'"x"', b"null", b'{"a": NaN}', b'{"a": 1e400}', b"\xff"]
+    "raw",
+    [
+        b"{not json",
+        b"",
+        b"[]",
+        b'"x"',
+        b"null",
+        b'{"a": NaN}',
+        b'{"a": 1e400}',
+        b"\xff",
+        b'{"a": "\\ud800"}',
+    ],
 )
 def test_unparseable_body(raw: bytes) -> None:
     assert error(raw) == {

@@ -49,6 +49,7 @@ MODALITIES = ("text", "audio")
 TEXT_MODALITIES = ("text",)
 INT64 = 2**63
 _TOKEN_ID = re.compile(r"[0-9]+")
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -178,9 +179,18 @@ def _decode(body: bytes) -> dict[str, Any]:
         raw = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError):
         raise APIError(JSON_ERROR) from None
-    if not isinstance(raw, dict):
+    if not isinstance(raw, dict) or (_ESCAPED_SURROGATE.search(body) and _has_surrogates(raw)):
         raise APIError(JSON_ERROR)
     return raw
+
+
+def _has_surrogates(raw: dict[str, Any]) -> bool:
+    """Whether an escape left a lone surrogate, which no UTF-8 text can carry."""
+    try:
+        json.dumps(raw, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _no_constant(name: str) -> float:
