@@ -156,7 +156,7 @@ def parse_chat_request(
 ) -> ChatRequest:
     """Validate a request body the way the OpenAI API does; raise APIError on the first fault.
 
-    `input_modalities` is what the model reads besides text: "image", "audio", "file".
+    `input_modalities` is what the model reads: "text" and any of "image", "audio", "file".
     """
     raw = _decode(body)
     if "model" not in raw:
