@@ -16,7 +16,7 @@ from chatd.engine.template import ChatTemplate
 
 def model_id_from_path(path: Path) -> str:
     """`SmolLM2-135M-Instruct-Q4_1.gguf` -> `smollm2-135m-instruct-q4_1`."""
-    return path.stem.lower()
+    return path.stem.lower().replace(".", "-")
 
 
 class LocalBackend:

@@ -135,6 +135,12 @@ class Runtime:
             raise RuntimeError_(f"model file not found: {self.path}")
         llama_cpp.llama_backend_init()
         mparams = llama_cpp.llama_model_default_params()
+        # Weight repacking into "extra" buffer types (AMX here) crashes llama_decode on
+        # these CPUs (SIGSEGV in 0.3.36 with Q4_1); plain CPU buffers are safe.
+        mparams.use_extra_bufts = False
+        # The AMX extra buffer type (built in on CPUs that have AMX) crashes in
+        # ggml_backend_amx_mul_mat on any batch of more than one token.
+        mparams.use_extra_bufts = False
         self.model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), mparams)
         if not self.model:
             raise RuntimeError_(f"llama.cpp could not load {self.path}")

@@ -183,14 +183,14 @@ class Scheduler:
     def _step(self) -> None:
         batch = self.batch
         batch.clear()
-        outputs: list[tuple[Job, list[Choice], int]] = []
+        outputs: list[tuple[Job, list[Choice], int, bool]] = []
         for job in self.running:
             if job.prefilling:
                 continue
             for choice in job.choices:
                 if not choice.finished:
                     i = batch.add(choice.next_token, choice.pos, choice.seq, True)
-                    outputs.append((job, [choice], i))
+                    outputs.append((job, [choice], i, True))
         budget = batch.capacity - batch.n
         if batch.n:
             budget = min(budget, self.prefill_chunk)
@@ -203,7 +203,7 @@ class Scheduler:
             for pos in range(job.prefill_pos, end):
                 batch.add(job.prompt[pos], pos, seq, pos == len(job.prompt) - 1)
             if end == len(job.prompt):
-                outputs.append((job, job.choices, batch.n - 1))
+                outputs.append((job, job.choices, batch.n - 1, False))
             chunks.append((job, end))
             budget -= end - job.prefill_pos
         if batch.n == 0:
@@ -216,9 +216,11 @@ class Scheduler:
             job.prefill_pos = end
             if end == len(job.prompt):
                 self._fork_prompt(job)
-        for job, choices, i in outputs:
+        for job, choices, i, decoded in outputs:
             logits = self.runtime.logits(i)
             for choice in choices:
+                if decoded:
+                    choice.pos += 1
                 self._sample(job, choice, logits)
         finished = []
         for job in self.running:
@@ -263,17 +265,15 @@ class Scheduler:
             job.finish_choice(choice, "stop")
             return
         choice.tokens.append(token)
-        text = choice.decoder.decode(self.vocab.token_bytes(token))
         entry = job.logprob_entry(self.vocab, info) if info is not None else None
-        events, hit = choice.take_text(text, entry)
+        events, hit = choice.take(self.vocab.token_bytes(token), entry)
         job.outbox.extend(events)
         if hit or choice.output.must_stop():
             job.finish_choice(choice, "stop")
-        elif len(choice.tokens) == request.max_tokens or choice.pos + 1 >= job.ctx_limit:
+        elif len(choice.tokens) == request.max_tokens or choice.pos >= job.ctx_limit:
             job.finish_choice(choice, "length")
         else:
             choice.next_token = token
-            choice.pos += 1
 
     # -- ending -------------------------------------------------------------------
 

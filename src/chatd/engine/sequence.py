@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import codecs
-from collections import deque
 from dataclasses import dataclass, field
 
 from chatd.backend import (
@@ -18,11 +16,11 @@ from chatd.backend import (
 from chatd.engine.output import ChoiceOutput
 from chatd.engine.runtime import Vocab
 from chatd.engine.sampling import LogprobInfo, Sampler
-from chatd.engine.stops import StopMatcher
+from chatd.engine.stops import Emitted, TokenText
 
 
 class Choice:
-    """One generated choice: its sequence id, sampler, stop matcher and output parser."""
+    """One generated choice: its sequence id, sampler, text decoder with stops, output parser."""
 
     def __init__(
         self,
@@ -37,57 +35,26 @@ class Choice:
         self.seq = seq
         self.sampler = sampler
         self.output = output
-        self.stops = StopMatcher(stops) if stops else None
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.text: TokenText[TokenLogprob] = TokenText(stops)
         self.want_logprobs = want_logprobs
         self.tokens: list[int] = []  # sampled tokens that count as completion tokens
         self.next_token = -1  # sampled, not yet decoded
         self.pos = 0  # position of next_token
         self.finished = False
-        self.pushed = 0  # characters given to the stop matcher
-        self.emitted = 0  # characters released as output
-        self.pending: deque[tuple[int, int, TokenLogprob]] = deque()  # (start, end, entry)
 
-    def take_text(self, text: str, entry: TokenLogprob | None) -> tuple[list[Event], bool]:
-        """Feed one token's text; returns the events it releases and whether a stop was hit.
-
-        A logprob entry goes out with the last character of its token's text; after a
-        stop, only the entries of tokens that began before the stop go out.
-        """
-        start = self.pushed
-        self.pushed += len(text)
-        if entry is not None:
-            self.pending.append((start, self.pushed, entry))
-        if self.stops is None:
-            released, hit = text, False
-        else:
-            released, hit = self.stops.push(text)
-        return self._release(released, hit), hit
+    def take(self, data: bytes, entry: TokenLogprob | None) -> tuple[list[Event], bool]:
+        """Feed one token's bytes; returns the events it releases and whether a stop was hit."""
+        return self._events(self.text.push(data, entry))
 
     def flush(self) -> list[Event]:
         """Release what the decoder and the stop matcher still hold."""
-        tail = self.decoder.decode(b"", final=True)
-        self.pushed += len(tail)
-        released = tail if self.stops is None else self.stops.push(tail)[0] + self.stops.flush()
-        return self._release(released, final=True)
+        return self._events(self.text.finish())[0]
 
-    def _release(self, text: str, stopped: bool = False, final: bool = False) -> list[Event]:
-        self.emitted += len(text)
-        entries: list[TokenLogprob] | None = None
-        if self.want_logprobs:
-            entries = []
-            pending = self.pending
-            while pending:
-                start, end, entry = pending[0]
-                if final or end <= self.emitted or (stopped and start < self.emitted):
-                    entries.append(pending.popleft()[2])
-                else:
-                    break
-            if stopped:
-                pending.clear()
-        if not text and not entries:
-            return []
-        return self.output.feed(text, entries)
+    def _events(self, emitted: Emitted[TokenLogprob]) -> tuple[list[Event], bool]:
+        entries = emitted.items if self.want_logprobs else None
+        if not emitted.text and not entries:
+            return [], emitted.stopped
+        return self.output.feed(emitted.text, entries), emitted.stopped
 
 
 @dataclass(eq=False)
