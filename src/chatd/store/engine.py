@@ -30,9 +30,14 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    """Begin transactions ourselves: writers take the write lock up front (no upgrade deadlock)."""
-    immediate = conn.get_execution_options().get("sqlite_immediate", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    """Begin transactions ourselves: writers take the write lock up front (no upgrade deadlock).
+
+    `sqlite_autocommit` connections (single-statement reads) skip BEGIN altogether.
+    """
+    options = conn.get_execution_options()
+    if options.get("sqlite_autocommit"):
+        return
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("sqlite_immediate") else "BEGIN")
 
 
 def sqlite_path(url: URL) -> Path | None:

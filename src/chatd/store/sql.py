@@ -15,6 +15,7 @@ from sqlalchemy import (
     exists,
     false,
     insert,
+    literal,
     make_url,
     null,
     select,
@@ -34,13 +35,13 @@ m = messages.c
 
 
 def _keyset(
-    sort: Sequence[ColumnElement[Any]], cursor: tuple[Any, ...] | None, order: Order
+    sort: Sequence[ColumnElement[Any]], cursor: ColumnElement[Any] | None, order: Order
 ) -> tuple[list[ColumnElement[bool]], list[ColumnElement[Any]]]:
     """The WHERE clause past `cursor` and the ORDER BY, both on the `sort` columns."""
     where: list[ColumnElement[bool]] = []
     if cursor is not None:
-        key, bound = tuple_(*sort), tuple_(*cursor)
-        where.append(key > bound if order == "asc" else key < bound)
+        key = tuple_(*sort) if len(sort) > 1 else sort[0]
+        where.append(key > cursor if order == "asc" else key < cursor)
     order_by = [col.asc() if order == "asc" else col.desc() for col in sort]
     return where, order_by
 
@@ -75,7 +76,9 @@ class SQLStore:
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
-            if not self.sqlite:
+            if self.sqlite:
+                await conn.execution_options(sqlite_autocommit=True)
+            else:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
@@ -137,10 +140,15 @@ class SQLStore:
         owner: str,
         model: str | None,
         metadata: dict[str, str] | None,
-        cursor: tuple[int, int] | None,
+        after: str | None,
         limit: int,
         order: Order,
     ) -> Select[Any]:
+        cursor = None
+        if after is not None:
+            row = completions.alias("cursor")
+            found = select(row.c.created, row.c.seq).where(row.c.id == after, row.c.owner == owner)
+            cursor = found.scalar_subquery()
         query = select(c.response, c.metadata)
         where: list[ColumnElement[bool]] = [c.owner == owner, c.deleted == false()]
         sort: list[ColumnElement[Any]] = [c.created, c.seq]
@@ -172,16 +180,13 @@ class SQLStore:
         limit: int = 20,
         order: Order = "asc",
     ) -> Page:
+        query = self._list_query(owner, model, metadata, after, limit, order)
         async with self._read() as conn:
-            cursor = None
-            if after is not None:
-                found = select(c.created, c.seq).where(c.id == after, c.owner == owner)
-                row = (await conn.execute(found)).first()
-                if row is None:
-                    raise NotFound(after, param="after")
-                cursor = (row.created, row.seq)
-            query = self._list_query(owner, model, metadata, cursor, limit, order)
             rows = (await conn.execute(query)).all()
+            if not rows and after is not None:
+                found = select(c.seq).where(c.id == after, c.owner == owner)
+                if (await conn.execute(found)).first() is None:
+                    raise NotFound(after, param="after")
         data = [with_metadata(row.response, row.metadata) for row in rows[:limit]]
         return Page(data, has_more=len(rows) > limit)
 
@@ -230,21 +235,22 @@ class SQLStore:
             position = message_position(completion_id, after)
             if position is None:
                 raise InvalidCursor(after)
-            cursor = (position,)
+            cursor = literal(position)
         past, order_by = _keyset([m.position], cursor, order)
+        query = (
+            select(m.position, m.message)
+            .join_from(messages, completions, c.seq == m.completion_seq)
+            .where(c.id == completion_id, c.owner == owner, c.deleted == false(), *past)
+            .order_by(*order_by)
+            .limit(limit + 1)
+        )
         async with self._read() as conn:
-            found = select(c.seq).where(
-                c.id == completion_id, c.owner == owner, c.deleted == false()
-            )
-            seq = (await conn.execute(found)).scalar_one_or_none()
-            if seq is None:
-                raise NotFound(completion_id)
-            query = (
-                select(m.position, m.message)
-                .where(m.completion_seq == seq, *past)
-                .order_by(*order_by)
-                .limit(limit + 1)
-            )
             rows = (await conn.execute(query)).all()
+            if not rows:
+                found = select(c.seq).where(
+                    c.id == completion_id, c.owner == owner, c.deleted == false()
+                )
+                if (await conn.execute(found)).first() is None:
+                    raise NotFound(completion_id)
         data = [message_item(completion_id, row.position, row.message) for row in rows[:limit]]
         return Page(data, has_more=len(rows) > limit)
