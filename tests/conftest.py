@@ -42,9 +42,17 @@ class Server:
     def start(self, timeout: float = 120) -> Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            sys.executable, "-m", "chatd.cli", "serve",
-            "--port", str(self.port), "--data-dir", str(self.data_dir),
-            "--threads", "2", *self.args,
+            sys.executable,
+            "-m",
+            "chatd.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--threads",
+            "2",
+            *self.args,
         ]
         env = {**os.environ, **self.env}
         with open(self.log, "ab") as log:
@@ -82,8 +90,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The default server: default model, aliases, no API keys."""
     srv = Server(
         tmp_path_factory.mktemp("chatd"),
-        "--model-name", "smollm2", "--model-name", "gpt-4o-mini",
-        "--parallel", "8", "--ctx", "8192",
+        "--model-name",
+        "smollm2",
+        "--model-name",
+        "gpt-4o-mini",
+        "--parallel",
+        "8",
+        "--ctx",
+        "8192",
     ).start()
     yield srv
     srv.stop()

@@ -16,9 +16,12 @@ FIXTURE = Path(__file__).parent / "fixtures" / "openai_schemas.json"
 @cache
 def _validator(name: str) -> jsonschema.Draft202012Validator:
     document = json.loads(FIXTURE.read_text())
-    registry = Registry().with_resource("urn:openai", Resource.from_contents(
-        {"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": document["$defs"]}
-    ))
+    registry = Registry().with_resource(
+        "urn:openai",
+        Resource.from_contents(
+            {"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": document["$defs"]}
+        ),
+    )
     schema = {"$ref": f"urn:openai#/$defs/{name}"}
     return jsonschema.Draft202012Validator(schema, registry=registry)
 

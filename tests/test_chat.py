@@ -155,9 +155,7 @@ def test_stream_shape(client: openai.OpenAI) -> None:
 
 
 def test_stream_include_usage(client: openai.OpenAI) -> None:
-    chunks = stream(
-        client, max_tokens=12, temperature=0, stream_options={"include_usage": True}
-    )
+    chunks = stream(client, max_tokens=12, temperature=0, stream_options={"include_usage": True})
     assert all(c["usage"] is None for c in chunks[:-1])
     last = chunks[-1]
     assert last["choices"] == []
@@ -221,9 +219,7 @@ def test_logit_bias_bans_and_forces(client: openai.OpenAI) -> None:
     forced = create(client, logit_bias={"28": 100}, max_tokens=3, temperature=0, logprobs=True)
     tokens = [e["token"] for e in forced["choices"][0]["logprobs"]["content"]]
     assert len(set(tokens)) == 1  # one token, forced every step
-    banned = create(
-        client, logit_bias={"28": -100}, max_tokens=5, temperature=0, logprobs=True
-    )
+    banned = create(client, logit_bias={"28": -100}, max_tokens=5, temperature=0, logprobs=True)
     assert tokens[0] not in [e["token"] for e in banned["choices"][0]["logprobs"]["content"]]
     assert first
 
@@ -232,10 +228,16 @@ def test_penalties_change_output(client: openai.OpenAI) -> None:
     messages = [{"role": "user", "content": "Repeat the word cat many times."}]
     plain = create(client, messages=messages, temperature=0, max_tokens=30)
     penalised = create(
-        client, messages=messages, temperature=0, max_tokens=30, frequency_penalty=2.0,
+        client,
+        messages=messages,
+        temperature=0,
+        max_tokens=30,
+        frequency_penalty=2.0,
         presence_penalty=2.0,
     )
-    assert plain["choices"][0]["message"]["content"] != penalised["choices"][0]["message"]["content"]
+    assert (
+        plain["choices"][0]["message"]["content"] != penalised["choices"][0]["message"]["content"]
+    )
 
 
 def test_sampling_extensions(client: openai.OpenAI) -> None:

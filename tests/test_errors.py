@@ -77,7 +77,7 @@ def test_image_input_is_refused(http: httpx.Client) -> None:
     ]
     error = error_of(post(http, model=MODEL, messages=messages), 400)
     assert "image_url" in error["message"]
-    assert error["param"] == "messages[0].content[1].type"
+    assert error["param"] == "messages.[0].content.[1].type"  # as the real API writes it
 
 
 def test_stream_options_without_stream(http: httpx.Client) -> None:

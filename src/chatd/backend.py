@@ -65,7 +65,9 @@ class GenerationRequest:
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool = True
     legacy_functions: bool = False  # request used functions/function_call
-    response_format: dict[str, Any] | None = None  # {"type": "text"|"json_object"|"json_schema", ...}
+    response_format: dict[str, Any] | None = (
+        None  # {"type": "text"|"json_object"|"json_schema", ...}
+    )
     prediction: str | None = None  # predicted output text
     prompt_cache_key: str | None = None
 
@@ -136,9 +138,7 @@ class BackendError(Exception):
 
     status = 400
 
-    def __init__(
-        self, message: str, param: str | None = None, code: str | None = None
-    ) -> None:
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
@@ -184,7 +184,7 @@ class Backend(Protocol):
     def owned_by(self) -> str: ...
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        """Yield events; stop early (aclose) to cancel. Raises BackendError before the first event."""
+        """Yield events; aclose() cancels. Raises BackendError before the first event."""
         ...
 
     async def close(self) -> None: ...

@@ -76,5 +76,10 @@ class PlainPlan:
 
 
 def plan_output(request: GenerationRequest, vocab: object) -> OutputPlan:
-    """The plan for a request; constrained plans come from chatd.engine.constraints."""
-    return PlainPlan()
+    """The plan for a request; constrained plans come from chatd.engine.constraints.
+
+    Raises BackendError (a 400) for a schema or grammar that cannot be enforced.
+    """
+    from chatd.engine.constraints import plan_constrained
+
+    return plan_constrained(request, vocab) or PlainPlan()  # type: ignore[arg-type]
