@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 
-from chatd.store import InvalidCursor, NotFound, Page, SQLStore
+from chatd.store import InvalidCursor, NotFound, Page, SQLStore, schema
 from tests.store_support import BACKENDS, database_url, drop_database, fresh_database  # noqa: F401
 
 
@@ -261,3 +263,16 @@ def test_concurrent_first_start(backend: str, tmp_path: Path) -> None:
         asyncio.run(start_two())
     finally:
         drop_database(url)
+
+
+def test_migrations_match_schema(db: SyncStore) -> None:
+    """The migrated database is what chatd.store.schema describes: nothing to autogenerate."""
+
+    def compare(connection: Any) -> list[Any]:
+        return compare_metadata(MigrationContext.configure(connection), schema.metadata)
+
+    async def diff() -> list[Any]:
+        async with db.store.engine.connect() as conn:
+            return await conn.run_sync(compare)
+
+    assert db.runner.run(diff()) == []
