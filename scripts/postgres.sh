@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster for tests and benchmarks. Idempotent.
 #
-#   scripts/postgres.sh [start]   install (Debian) if absent, init, start; print
-#                                 `export CHATD_TEST_PG_URL='postgresql+asyncpg://...'`
-#                                 (so `eval "$(scripts/postgres.sh)"` sets it for tests)
-#   scripts/postgres.sh url       print the bare URL of the running cluster
+#   scripts/postgres.sh [start]   install (Debian) if absent, init, start; print the URL
+#                                 (postgresql+asyncpg://...): CHATD_TEST_PG_URL for tests
+#   scripts/postgres.sh env       the same, printed as `export CHATD_TEST_PG_URL='...'`
+#                                 (for `eval "$(scripts/postgres.sh env)"`)
+#   scripts/postgres.sh url       print the URL of the running cluster
 #   scripts/postgres.sh stop      stop the cluster (its files stay for the next start)
 #
 # Env: CHATD_PG_DIR (default /tmp/chatd-pg), CHATD_PG_PORT (default 55432, or a free
@@ -97,11 +98,12 @@ start() {
     if [ "$exists" != 1 ]; then
         as_pg "$BINDIR/createdb -h 127.0.0.1 -p $port -U postgres '$DB'"
     fi
-    print_url export
+    print_url "${1:-}"
 }
 
 case "${1:-start}" in
 start) start ;;
+env) start export ;;
 url) running && print_url ;;
 stop) if running; then as_pg "$BINDIR/pg_ctl -D '$DATA' -m fast -w stop" >/dev/null; fi ;;
 *)
