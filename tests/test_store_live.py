@@ -24,6 +24,41 @@ def pg_url() -> Iterator[str]:
     drop_pg_database(url)
 
 
+def test_stored_completions_on_the_default_server(client: openai.OpenAI) -> None:
+    """The whole flow with the real model: store, stream, list, update, messages, delete."""
+    run = uuid.uuid4().hex
+    made = client.chat.completions.create(
+        model=MODEL, messages=HELLO, store=True, max_completion_tokens=8, metadata={"run": run}
+    )
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=HELLO,
+            store=True,
+            stream=True,
+            stream_options={"include_usage": True},
+            max_completion_tokens=8,
+            metadata={"run": run},
+        )
+    )
+    streamed_id = chunks[0].id
+    listed = client.chat.completions.list(metadata={"run": run}, limit=1)
+    assert [c.id for c in listed] == [made.id, streamed_id]
+    newest = client.chat.completions.list(metadata={"run": run}, order="desc", limit=1)
+    assert [c.id for c in newest] == [streamed_id, made.id]
+    streamed = client.chat.completions.retrieve(streamed_id)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed.choices[0].message.content == text
+    assert streamed.usage == chunks[-1].usage and streamed.model == made.model
+    updated = client.chat.completions.update(made.id, metadata={"run": run, "seen": "yes"})
+    assert updated.metadata == {"run": run, "seen": "yes"}
+    (message,) = client.chat.completions.messages.list(made.id)
+    assert (message.id, message.role, message.content) == (f"{made.id}-0", "user", "Say hi.")
+    assert client.chat.completions.delete(made.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.retrieve(made.id)
+
+
 def test_sigkill_right_after_stored_response(tmp_path: Path) -> None:
     """What a client received is on disk: SIGKILL, restart, and both completions are there."""
     server = Server(tmp_path / "data", *SMALL).start()
