@@ -64,9 +64,15 @@ class SQLStore:
         return self.url.get_backend_name() == "sqlite"
 
     async def start(self) -> None:
-        if self._engine is None:
-            self._engine = create_engine(self.url)
-            await upgrade(self._engine)
+        if self._engine is not None:
+            return
+        engine = create_engine(self.url)
+        try:
+            await upgrade(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine = engine
 
     async def close(self) -> None:
         if self._engine is not None:
