@@ -112,6 +112,23 @@ def test_mask_beats_plus_100_bias() -> None:
         assert set(draws(s, logits, 50, mask)) <= {7, 99, 1000, 40000}
 
 
+@pytest.mark.parametrize("kw", [{"temperature": 0.0}, {"temperature": 1.0}, {"top_k": 20}])
+def test_dense_mask_beats_plus_100_bias(kw: dict) -> None:
+    logits = make_logits()
+    mask = np.ones(VOCAB, bool)
+    mask[42] = False
+    s = sampler(logit_bias={42: 100.0, 43: 100.0}, **kw)
+    assert set(draws(s, logits, 30, mask).tolist()) == {43}
+
+
+def test_plain_greedy() -> None:
+    assert sampler(temperature=0.0).plain_greedy
+    assert not sampler(temperature=0.0, top_logprobs=0).plain_greedy
+    assert not sampler(temperature=0.0, logit_bias={1: 1.0}).plain_greedy
+    assert not sampler(temperature=0.0, presence_penalty=0.1).plain_greedy
+    assert not sampler().plain_greedy
+
+
 def test_dense_mask_is_respected_when_sampling() -> None:
     logits = make_logits(scale=0.5)
     mask = np.random.default_rng(3).random(VOCAB) < 0.5
@@ -125,6 +142,8 @@ def test_mask_longer_than_the_vocabulary_is_cut() -> None:
     mask = np.zeros(128, bool)
     mask[10] = True
     assert sampler(100).sample(logits, mask)[0] == 10
+    with pytest.raises(ValueError, match="entries"):
+        sampler(100).sample(logits, mask[:99])
 
 
 @pytest.mark.parametrize("kw", [{"temperature": 0.0}, {}, {"top_k": 5}])

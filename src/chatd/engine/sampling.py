@@ -112,6 +112,17 @@ class Sampler:
         self._seen_ids = np.empty(64, np.intp)
         self._seen_counts = np.empty(64, np.float32)
 
+    @property
+    def plain_greedy(self) -> bool:
+        """Greedy without bias, penalties or logprobs: `sample_greedy_batch` gives its tokens
+        (when no mask applies either)."""
+        return (
+            self._greedy
+            and not len(self._bias_ids)
+            and not self._penalised
+            and self.top_logprobs is None
+        )
+
     def accept(self, token: int) -> None:
         """Count `token` as generated, for the penalties."""
         if not self._penalised:
@@ -177,6 +188,8 @@ class Sampler:
             x[ids] = vals
         if mask is None:
             return x, None, False
+        if len(mask) < self.n_vocab:
+            raise ValueError(f"the mask has {len(mask)} entries for {self.n_vocab} tokens")
         mask = mask[: self.n_vocab]
         allowed = np.count_nonzero(mask)
         if allowed == 0:
@@ -236,7 +249,8 @@ def _relative_probs(
     """exp((x - peak) / temperature), clamped so that nothing underflows or overflows."""
     out = np.subtract(x, np.float32(peak), out=out)
     np.maximum(out, np.float32(_EXP_FLOOR * temperature), out=out)
-    out *= np.float32(1.0 / temperature)
+    if temperature != 1:
+        out *= np.float32(1.0 / temperature)
     return np.exp(out, out=out)
 
 
@@ -270,11 +284,12 @@ def _nucleus(probs: np.ndarray, target: float, *, presorted: bool) -> np.ndarray
     """
     if presorted:
         return slice(0, _search(probs, target, total=1.0) + 1)
-    likely = probs[probs >= _NUCLEUS_FLOOR]
-    if likely.sum(dtype=np.float64) < target:
-        likely = probs
-    ordered = np.sort(likely)[::-1]
-    return np.flatnonzero(probs >= ordered[_search(ordered, target, total=1.0)])
+    likely = np.flatnonzero(probs >= _NUCLEUS_FLOOR)
+    values = probs[likely]
+    if values.sum(dtype=np.float64) < target:
+        likely, values = np.arange(len(probs)), probs
+    ordered = np.sort(values)[::-1]
+    return likely[values >= ordered[_search(ordered, target, total=1.0)]]
 
 
 def _top_indices(x: np.ndarray, k: int) -> np.ndarray:

@@ -6,7 +6,16 @@ The engine normally uses `TokenText`, one per choice, which combines the two low
 - `Utf8Decoder`: token bytes -> text; a character split across tokens waits for its last
   byte; invalid bytes become U+FFFD; an unfinished character at the end becomes U+FFFD.
 - `StopMatcher`: text -> text safe to emit now; holds back a tail that could start a stop
-  sequence, and cuts the text before the earliest stop (the stop itself is never emitted).
+  sequence, and cuts the text before the first stop to appear (never emitted itself).
+
+Per choice, the engine does:
+
+    stream = TokenText(request.stop)
+    for each sampled token (not an end-of-generation one):
+        out = stream.push(vocab.token_bytes(token), logprob_entry_or_None)
+        emit out.text with out.items (skip when both are empty)
+        if out.stopped: finish with reason "stop"
+    on end of generation or length: out = stream.finish(); emit it likewise
 """
 
 from __future__ import annotations
@@ -63,6 +72,7 @@ class StopMatcher:
     def __init__(self, stops: Sequence[str]) -> None:
         self.stops = [s for s in dict.fromkeys(stops) if s]
         self._longest = max((len(s) for s in self.stops), default=0)
+        self._initials = {s[0] for s in self.stops}
         self._held = ""
         self.emitted = 0
         self.stopped = False
@@ -101,9 +111,10 @@ class StopMatcher:
     def _tail(self, buf: str) -> int:
         """Length of the longest suffix of `buf` that is a proper prefix of a stop."""
         for size in range(min(len(buf), self._longest - 1), 0, -1):
-            suffix = buf[-size:]
-            if any(s.startswith(suffix) for s in self.stops):
-                return size
+            if buf[-size] in self._initials:
+                suffix = buf[-size:]
+                if any(s.startswith(suffix) for s in self.stops):
+                    return size
         return 0
 
 
