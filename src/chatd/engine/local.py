@@ -73,6 +73,8 @@ class LocalBackend:
             raise ContextLengthExceeded(limit, len(prompt), request.max_tokens)
         loop = asyncio.get_running_loop()
         job = Job(request, prompt, plan, loop, asyncio.Queue(), ctx_limit=limit)
+        if request.prediction:
+            job.predicted = self.runtime.vocab.tokenize(request.prediction, special=False)
         self.scheduler.submit(job)
         finished = False
         try:

@@ -15,6 +15,7 @@ import numpy as np
 
 from chatd.backend import BackendOverloaded, Usage
 from chatd.engine.output import OutputPlan
+from chatd.engine.prediction import Draft
 from chatd.engine.runtime import Batch, Runtime
 from chatd.engine.sampling import Sampler, derive_seed
 from chatd.engine.sequence import Choice, Job
@@ -168,9 +169,12 @@ class Scheduler:
                 top_logprobs=top,
                 seed=derive_seed(request.sampling.seed, index),
             )
-            job.choices.append(
-                Choice(index, seq, sampler, plan.new_choice(index), request.stop, request.logprobs)
+            choice = Choice(
+                index, seq, sampler, plan.new_choice(index), request.stop, request.logprobs
             )
+            if job.predicted:
+                choice.draft = Draft(job.predicted)
+            job.choices.append(choice)
         prompt = np.asarray(job.prompt, dtype=np.int32)
         source, shared = self.cache.best(prompt)
         shared = min(shared, len(job.prompt) - 1)
@@ -183,14 +187,18 @@ class Scheduler:
     def _step(self) -> None:
         batch = self.batch
         batch.clear()
-        outputs: list[tuple[Job, list[Choice], int, bool]] = []
+        outputs: list[tuple[Job, Choice, int, list[int]]] = []
+        prompts_done: list[tuple[Job, int]] = []
         for job in self.running:
             if job.prefilling:
                 continue
             for choice in job.choices:
                 if not choice.finished:
                     i = batch.add(choice.next_token, choice.pos, choice.seq, True)
-                    outputs.append((job, [choice], i, True))
+                    drafted = self._draft(job, choice)
+                    for k, token in enumerate(drafted, start=1):
+                        batch.add(token, choice.pos + k, choice.seq, True)
+                    outputs.append((job, choice, i, drafted))
         budget = batch.capacity - batch.n
         if batch.n:
             budget = min(budget, self.prefill_chunk)
@@ -203,7 +211,7 @@ class Scheduler:
             for pos in range(job.prefill_pos, end):
                 batch.add(job.prompt[pos], pos, seq, pos == len(job.prompt) - 1)
             if end == len(job.prompt):
-                outputs.append((job, job.choices, batch.n - 1, False))
+                prompts_done.append((job, batch.n - 1))
             chunks.append((job, end))
             budget -= end - job.prefill_pos
         if batch.n == 0:
@@ -216,12 +224,15 @@ class Scheduler:
             job.prefill_pos = end
             if end == len(job.prompt):
                 self._fork_prompt(job)
-        for job, choices, i, decoded in outputs:
+        for job, i in prompts_done:
             logits = self.runtime.logits(i)
-            for choice in choices:
-                if decoded:
-                    choice.pos += 1
+            for choice in job.choices:
                 self._sample(job, choice, logits)
+        for job, choice, i, drafted in outputs:
+            choice.pos += 1
+            self._sample(job, choice, self.runtime.logits(i))
+            if drafted:
+                self._verify(job, choice, i, drafted)
         finished = []
         for job in self.running:
             if job.done:
@@ -231,6 +242,32 @@ class Scheduler:
         for job in finished:
             self.running.remove(job)
             self._end_job(job)
+
+    def _draft(self, job: Job, choice: Choice) -> list[int]:
+        """Predicted tokens to verify after `next_token`, within the length limits."""
+        if choice.draft is None:
+            return []
+        room = min(
+            self.batch.capacity - self.batch.n,
+            job.ctx_limit - choice.pos - 1,
+            (job.request.max_tokens or job.ctx_limit) - len(choice.tokens) - 1,
+        )
+        return choice.draft.propose(room)
+
+    def _verify(self, job: Job, choice: Choice, first: int, drafted: list[int]) -> None:
+        """Keep drafted tokens while the sampler agrees; drop the KV of the rest."""
+        assert choice.draft is not None
+        accepted = 0
+        for k, token in enumerate(drafted, start=1):
+            if choice.finished or choice.next_token != token:
+                break
+            accepted += 1
+            choice.pos += 1
+            self._sample(job, choice, self.runtime.logits(first + k))
+        choice.draft.accepted += accepted
+        choice.draft.rejected += len(drafted) - accepted
+        if accepted < len(drafted):
+            self.runtime.seq_rm(choice.seq, choice.pos, -1)
 
     def _fork_prompt(self, job: Job) -> None:
         """Give every choice the prompt's KV (metadata-only copies in a unified cache)."""
@@ -265,6 +302,8 @@ class Scheduler:
             job.finish_choice(choice, "stop")
             return
         choice.tokens.append(token)
+        if choice.draft is not None:
+            choice.draft.observe(choice.tokens)
         entry = job.logprob_entry(self.vocab, info) if info is not None else None
         events, hit = choice.take(self.vocab.token_bytes(token), entry)
         job.outbox.extend(events)
@@ -278,6 +317,7 @@ class Scheduler:
     # -- ending -------------------------------------------------------------------
 
     def _end_job(self, job: Job, error: bool = False) -> None:
+        drafts = [c for c in job.choices if c.draft is not None]
         if not error:
             job.send(
                 [
@@ -285,6 +325,8 @@ class Scheduler:
                         prompt_tokens=len(job.prompt),
                         completion_tokens=sum(len(c.tokens) for c in job.choices),
                         cached_tokens=job.cached_tokens,
+                        accepted_prediction_tokens=sum(c.draft.accepted for c in drafts),
+                        rejected_prediction_tokens=sum(c.draft.rejected for c in drafts),
                     )
                 ]
             )

@@ -14,6 +14,7 @@ from chatd.backend import (
     TopLogprob,
 )
 from chatd.engine.output import ChoiceOutput
+from chatd.engine.prediction import Draft
 from chatd.engine.runtime import Vocab
 from chatd.engine.sampling import LogprobInfo, Sampler
 from chatd.engine.stops import Emitted, TokenText
@@ -41,6 +42,7 @@ class Choice:
         self.next_token = -1  # sampled, not yet decoded
         self.pos = 0  # position of next_token
         self.finished = False
+        self.draft: Draft | None = None
 
     def take(self, data: bytes, entry: TokenLogprob | None) -> tuple[list[Event], bool]:
         """Feed one token's bytes; returns the events it releases and whether a stop was hit."""
@@ -71,6 +73,7 @@ class Job:
     cancelled: bool = False
     prefill_pos: int = 0  # next prompt token to evaluate
     cached_tokens: int = 0
+    predicted: list[int] = field(default_factory=list)  # draft tokens from `prediction`
     outbox: list[Event] = field(default_factory=list)
 
     @property

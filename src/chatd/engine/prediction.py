@@ -1,0 +1,57 @@
+"""Predicted outputs: draft tokens taken from the predicted text, verified in one decode.
+
+The draft follows the prediction from where the output last agreed with it. After a
+mismatch (an edit), it re-synchronises on the last few generated tokens (an n-gram
+lookup in the prediction), so the unchanged text after an edit is drafted again.
+Verification samples every position with the choice's own sampler, in order, and keeps
+tokens only up to the first disagreement: the output is exactly what the request gives
+without a prediction.
+"""
+
+from __future__ import annotations
+
+MAX_DRAFT = 16
+NGRAMS = (3, 2)
+
+
+class Draft:
+    """The prediction of one choice and where the output stands in it."""
+
+    __slots__ = ("accepted", "anchor", "cursor", "predicted", "rejected")
+
+    def __init__(self, predicted: list[int]) -> None:
+        self.predicted = predicted
+        self.cursor: int | None = 0  # index in predicted of the token expected next
+        self.anchor = 0  # where the output last agreed with the prediction
+        self.accepted = 0
+        self.rejected = 0
+
+    def propose(self, limit: int) -> list[int]:
+        """Up to `limit` tokens expected after the last sampled one."""
+        if self.cursor is None or limit <= 0:
+            return []
+        return self.predicted[self.cursor : self.cursor + min(limit, MAX_DRAFT)]
+
+    def observe(self, generated: list[int]) -> None:
+        """Follow the output: `generated[-1]` was just sampled."""
+        token = generated[-1]
+        cursor = self.cursor
+        if cursor is not None and cursor < len(self.predicted) and self.predicted[cursor] == token:
+            self.cursor = self.anchor = cursor + 1
+        else:
+            self.cursor = self._resync(generated)
+            if self.cursor is not None:
+                self.anchor = self.cursor
+
+    def _resync(self, generated: list[int]) -> int | None:
+        predicted = self.predicted
+        for n in NGRAMS:
+            if len(generated) < n:
+                continue
+            tail = generated[-n:]
+            first = tail[0]
+            last = len(predicted) - n + 1
+            for i in (*range(self.anchor, last), *range(0, min(self.anchor, last))):
+                if predicted[i] == first and predicted[i : i + n] == tail:
+                    return i + n if i + n < len(predicted) else None
+        return None
