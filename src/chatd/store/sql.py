@@ -168,7 +168,9 @@ class SQLStore:
                 pair = metadata_pairs.alias(f"m{i}")
                 where.append(
                     exists().where(
-                        pair.c.completion_seq == c.seq, pair.c.key == key, pair.c.value == value
+                        pair.c.completion_seq == lead.c.completion_seq,
+                        pair.c.key == key,
+                        pair.c.value == value,
                     )
                 )
         if model is not None:
