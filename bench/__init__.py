@@ -1,0 +1,1 @@
+"""chatd benchmarks against llama.cpp peers: python -m bench."""

@@ -1,0 +1,65 @@
+"""chatd's benchmarks against llama.cpp's own server and llama-cpp-python's server.
+
+python -m bench [run] [--quick] [--repeats N] [--no-peers]   measure, write JSON + README + plot
+python -m bench peers [--force]                               build the peers only
+python -m bench report [RESULTS.json]                         rewrite README + plot from JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+from bench import peers, report
+from bench.runner import RESULTS, Plan, Runner, install_sigterm
+
+
+def latest() -> Path:
+    files = sorted(RESULTS.glob("*.json"))
+    if not files:
+        raise SystemExit("no results yet: python -m bench")
+    return files[-1]
+
+
+def publish(res: dict[str, object]) -> None:
+    report.write_readme(res)  # type: ignore[arg-type]
+    report.plot(res)  # type: ignore[arg-type]
+    print(report.section(res))  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["peers"]:
+        return peers.main(argv[1:])
+    if argv[:1] == ["report"]:
+        path = Path(argv[1]) if len(argv) > 1 else latest()
+        publish(json.loads(path.read_text()))
+        return 0
+    if argv[:1] == ["run"]:
+        argv = argv[1:]
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="a ~3 minute smoke run")
+    ap.add_argument("--repeats", type=int, help="repeats of the throughput runs")
+    ap.add_argument("--no-peers", action="store_true", help="chatd only (no build, no peers)")
+    ap.add_argument("--out", type=Path, help="results file (default bench/results/DATE.json)")
+    ap.add_argument("--no-publish", action="store_true", help="do not touch README.md/scaling.png")
+    args = ap.parse_args(argv)
+    plan = Plan.quick() if args.quick else Plan()
+    if args.repeats:
+        plan.repeats = args.repeats
+    plan.peers = not args.no_peers
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M")
+    out = args.out or RESULTS / f"{stamp}-{plan.mode}.json"
+    install_sigterm()
+    res = Runner(plan, out).run()
+    print(f"results: {out}")
+    if not args.no_publish:
+        publish(res)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
