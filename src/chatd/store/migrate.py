@@ -9,6 +9,8 @@ from alembic.config import Config
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chatd.store.engine import write_options
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 PG_LOCK_ID = 0x63686174
 
@@ -28,10 +30,9 @@ def _upgrade(connection: Connection) -> None:
 async def upgrade(engine: AsyncEngine) -> None:
     """Migrate to head in one transaction holding a lock other starting processes wait on."""
     async with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            await conn.execution_options(sqlite_immediate=True)
-            await conn.begin()
-        elif engine.dialect.name == "postgresql":
+        await conn.execution_options(**write_options(engine))
+        await conn.begin()
+        if engine.dialect.name == "postgresql":
             await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": PG_LOCK_ID})
         await conn.run_sync(_upgrade)
         await conn.commit()

@@ -3,47 +3,37 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import (
     URL,
-    ColumnElement,
-    Select,
     delete,
-    exists,
     false,
     insert,
-    literal,
     make_url,
     null,
-    select,
-    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatd.store.base import InvalidCursor, JSONDict, NotFound, Order, Page
-from chatd.store.engine import create_engine
+from chatd.store.engine import create_engine, enable_wal, read_options, write_options
 from chatd.store.migrate import upgrade
 from chatd.store.objects import message_item, message_position, stored_completion, with_metadata
+from chatd.store.queries import (
+    ANY_SEQ,
+    GET,
+    LIVE_SEQ,
+    list_params,
+    list_statement,
+    messages_statement,
+)
 from chatd.store.schema import completions, messages, metadata_pairs
 
 c = completions.c
 m = messages.c
-
-
-def _keyset(
-    sort: Sequence[ColumnElement[Any]], cursor: ColumnElement[Any] | None, order: Order
-) -> tuple[list[ColumnElement[bool]], list[ColumnElement[Any]]]:
-    """The WHERE clause past `cursor` and the ORDER BY, both on the `sort` columns."""
-    where: list[ColumnElement[bool]] = []
-    if cursor is not None:
-        key = tuple_(*sort) if len(sort) > 1 else sort[0]
-        where.append(key > cursor if order == "asc" else key < cursor)
-    order_by = [col.asc() if order == "asc" else col.desc() for col in sort]
-    return where, order_by
 
 
 class SQLStore:
@@ -68,6 +58,8 @@ class SQLStore:
             return
         engine = create_engine(self.url)
         try:
+            if self.sqlite:
+                await enable_wal(engine)
             await upgrade(engine)
         except BaseException:
             await engine.dispose()
@@ -82,17 +74,13 @@ class SQLStore:
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
-            if self.sqlite:
-                await conn.execution_options(sqlite_autocommit=True)
-            else:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execution_options(**read_options(self.engine))
             yield conn
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
-            if self.sqlite:
-                await conn.execution_options(sqlite_immediate=True)
+            await conn.execution_options(**write_options(self.engine))
             async with conn.begin():
                 yield conn
 
@@ -132,51 +120,12 @@ class SQLStore:
             await conn.execute(insert(metadata_pairs), rows)
 
     async def get(self, owner: str, completion_id: str) -> JSONDict:
-        query = select(c.response, c.metadata).where(
-            c.id == completion_id, c.owner == owner, c.deleted == false()
-        )
         async with self._read() as conn:
-            row = (await conn.execute(query)).first()
+            result = await conn.execute(GET, {"cid": completion_id, "owner": owner})
+            row = result.first()
         if row is None:
             raise NotFound(completion_id)
         return with_metadata(row.response, row.metadata)
-
-    def _list_query(
-        self,
-        owner: str,
-        model: str | None,
-        metadata: dict[str, str] | None,
-        after: str | None,
-        limit: int,
-        order: Order,
-    ) -> Select[Any]:
-        cursor = None
-        if after is not None:
-            row = completions.alias("cursor")
-            found = select(row.c.created, row.c.seq).where(row.c.id == after, row.c.owner == owner)
-            cursor = found.scalar_subquery()
-        query = select(c.response, c.metadata)
-        where: list[ColumnElement[bool]] = [c.owner == owner, c.deleted == false()]
-        sort: list[ColumnElement[Any]] = [c.created, c.seq]
-        if metadata:
-            (key, value), *others = metadata.items()
-            lead = metadata_pairs.alias("m0")
-            query = query.select_from(lead.join(completions, c.seq == lead.c.completion_seq))
-            where += [lead.c.owner == owner, lead.c.key == key, lead.c.value == value]
-            sort = [lead.c.created, lead.c.completion_seq]
-            for i, (key, value) in enumerate(others, 1):
-                pair = metadata_pairs.alias(f"m{i}")
-                where.append(
-                    exists().where(
-                        pair.c.completion_seq == lead.c.completion_seq,
-                        pair.c.key == key,
-                        pair.c.value == value,
-                    )
-                )
-        if model is not None:
-            where.append(c.model == model)
-        past, order_by = _keyset(sort, cursor, order)
-        return query.where(*where, *past).order_by(*order_by).limit(limit + 1)
 
     async def list(
         self,
@@ -188,12 +137,14 @@ class SQLStore:
         limit: int = 20,
         order: Order = "asc",
     ) -> Page:
-        query = self._list_query(owner, model, metadata, after, limit, order)
+        metadata = metadata or {}
+        query = list_statement(len(metadata), model is not None, after is not None, order)
+        params = list_params(owner, model, metadata, after, limit)
         async with self._read() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(query, params)).all()
             if not rows and after is not None:
-                found = select(c.seq).where(c.id == after, c.owner == owner)
-                if (await conn.execute(found)).first() is None:
+                found = await conn.execute(ANY_SEQ, {"cid": after, "owner": owner})
+                if found.first() is None:
                     raise NotFound(after, param="after")
         data = [with_metadata(row.response, row.metadata) for row in rows[:limit]]
         return Page(data, has_more=len(rows) > limit)
@@ -238,27 +189,17 @@ class SQLStore:
         limit: int = 20,
         order: Order = "asc",
     ) -> Page:
-        cursor = None
+        params: dict[str, Any] = {"cid": completion_id, "owner": owner, "limit": limit + 1}
         if after is not None:
-            position = message_position(completion_id, after)
-            if position is None:
+            params["after"] = message_position(completion_id, after)
+            if params["after"] is None:
                 raise InvalidCursor(after)
-            cursor = literal(position)
-        past, order_by = _keyset([m.position], cursor, order)
-        query = (
-            select(m.position, m.message)
-            .join_from(messages, completions, c.seq == m.completion_seq)
-            .where(c.id == completion_id, c.owner == owner, c.deleted == false(), *past)
-            .order_by(*order_by)
-            .limit(limit + 1)
-        )
+        query = messages_statement(after is not None, order)
         async with self._read() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(query, params)).all()
             if not rows:
-                found = select(c.seq).where(
-                    c.id == completion_id, c.owner == owner, c.deleted == false()
-                )
-                if (await conn.execute(found)).first() is None:
+                found = await conn.execute(LIVE_SEQ, {"cid": completion_id, "owner": owner})
+                if found.first() is None:
                     raise NotFound(completion_id)
         data = [message_item(completion_id, row.position, row.message) for row in rows[:limit]]
         return Page(data, has_more=len(rows) > limit)
