@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from chatd.api.errors import APIError
 from chatd.api.metadata import type_name, validate_metadata
-from chatd.api.responses import json_response as json
+from chatd.api.responses import json_response
 from chatd.store import CompletionStore, InvalidCursor, NotFound, Order
 
 MAX_LIMIT = 100
@@ -97,13 +97,13 @@ async def list_completions(request: Request) -> Response:
         )
     except NotFound as exc:
         raise not_found(exc.completion_id, exc.param) from None
-    return json(page.body())
+    return json_response(page.body())
 
 
 async def retrieve_completion(request: Request) -> Response:
     completion_id = request.path_params["completion_id"]
     try:
-        return json(await store_of(request).get(owner_of(request), completion_id))
+        return json_response(await store_of(request).get(owner_of(request), completion_id))
     except NotFound:
         raise not_found(completion_id) from None
 
@@ -138,9 +138,10 @@ async def update_completion(request: Request) -> Response:
     completion_id = request.path_params["completion_id"]
     metadata = await read_update_body(request)
     try:
-        return json(await store_of(request).update(owner_of(request), completion_id, metadata))
+        updated = await store_of(request).update(owner_of(request), completion_id, metadata)
     except NotFound:
         raise not_found(completion_id) from None
+    return json_response(updated)
 
 
 async def delete_completion(request: Request) -> Response:
@@ -149,7 +150,8 @@ async def delete_completion(request: Request) -> Response:
         await store_of(request).delete(owner_of(request), completion_id)
     except NotFound:
         raise not_found(completion_id) from None
-    return json({"id": completion_id, "object": "chat.completion.deleted", "deleted": True})
+    deleted = {"id": completion_id, "object": "chat.completion.deleted", "deleted": True}
+    return json_response(deleted)
 
 
 async def list_messages(request: Request) -> Response:
@@ -173,7 +175,7 @@ async def list_messages(request: Request) -> Response:
             param="after",
             code="invalid_value",
         ) from None
-    return json(page.body())
+    return json_response(page.body())
 
 
 routes = [
