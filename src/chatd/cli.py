@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--queue-size", type=int, default=_env_int("QUEUE_SIZE", 256))
     serve.add_argument(
+        "--no-prefix-cache",
+        dest="prefix_cache",
+        action="store_false",
+        default=_env("PREFIX_CACHE", "1") not in ("0", "false", "no"),
+        help="drop every finished sequence's KV (env CHATD_PREFIX_CACHE=0)",
+    )
+    serve.add_argument(
         "--api-key",
         action="append",
         dest="api_keys",
@@ -66,6 +73,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         threads=args.threads,
         parallel=args.parallel,
         queue_size=args.queue_size,
+        prefix_cache=args.prefix_cache,
         api_keys=args.api_keys or env_list("CHATD_API_KEYS"),
         data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(),
         database_url=args.database_url,

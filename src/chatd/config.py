@@ -23,6 +23,7 @@ class Settings:
     threads: int | None = None  # None = every core
     parallel: int = 8
     queue_size: int = 256
+    prefix_cache: bool = True
     api_keys: list[str] = field(default_factory=list)
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None  # None = SQLite in data_dir

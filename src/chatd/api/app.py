@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatd.api import chat, models, stored
+from chatd.api import chat, metrics, models, stored
 from chatd.api.auth import AuthMiddleware
 from chatd.api.errors import (
     APIError,
@@ -43,6 +43,7 @@ def local_backend(settings: Settings) -> Backend:
         n_threads=settings.threads,
         parallel=settings.parallel,
         queue_size=settings.queue_size,
+        prefix_cache=settings.prefix_cache,
     )
 
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings, backends: list[Backend] | None = None) -> Sta
             *chat.routes,
             *stored.routes,
             *models.routes,
+            *metrics.routes,
         ],
         middleware=[Middleware(AuthMiddleware, api_keys=settings.api_keys)],
         exception_handlers={

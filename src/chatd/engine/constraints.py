@@ -336,31 +336,39 @@ def output_grammar(request: GenerationRequest, grammars: Grammars) -> str | None
 class ConstrainedChoice:
     """One choice under a grammar: masks, advances and parses (tool calls) its output."""
 
-    __slots__ = ("_bits", "_bytes", "_index", "_matcher", "_n_vocab", "_parser", "_pointer")
+    __slots__ = ("_bits", "_bytes", "_end", "_index", "_matcher", "_parser", "_pointer")
 
     def __init__(
         self,
         index: int,
         matcher: llguidance.LLMatcher,
-        n_vocab: int,
+        end: np.ndarray,
         parser: syntax.ToolCallParser | None,
     ) -> None:
         self._index = index
         self._matcher = matcher
-        self._n_vocab = n_vocab
+        self._end = end
         self._parser = parser
-        self._bits = np.zeros((n_vocab + 31) // 32, dtype=np.int32)
+        self._bits = np.zeros((len(end) + 31) // 32, dtype=np.int32)
         self._bytes = self._bits.view(np.uint8)
         self._pointer = self._bits.ctypes.data
 
     def mask(self) -> np.ndarray:
-        self._matcher.unsafe_compute_mask_ptr(self._pointer, self._bytes.size)
-        return np.unpackbits(self._bytes, count=self._n_vocab, bitorder="little").view(np.bool_)
+        """The allowed tokens; only the end-of-generation ones if the grammar failed."""
+        matcher = self._matcher
+        matcher.unsafe_compute_mask_ptr(self._pointer, self._bytes.size)
+        if matcher.is_error():
+            return self._end
+        return np.unpackbits(self._bytes, count=len(self._end), bitorder="little").view(np.bool_)
 
     def bitmask(self) -> np.ndarray:
         """The allowed tokens as llguidance's packed int32 bitmask (bit i of word i // 32)."""
         self._matcher.unsafe_compute_mask_ptr(self._pointer, self._bytes.size)
         return self._bits
+
+    def forced_tokens(self) -> list[int]:
+        """The tokens the grammar forces next (nothing to sample): decodable in one batch."""
+        return self._matcher.compute_ff_tokens()
 
     def advance(self, token: int) -> None:
         self._matcher.consume_token(token)
@@ -390,18 +398,17 @@ class ConstrainedPlan:
     """A compiled grammar; each choice gets its own copy of the matcher."""
 
     def __init__(
-        self, grammars: Grammars, grammar: str, n_vocab: int, tools: bool, legacy: bool
+        self, grammars: Grammars, grammar: str, vocab: Vocab, tools: bool, legacy: bool
     ) -> None:
-        self._grammars = grammars
-        self._grammar = grammar
-        self._n_vocab = n_vocab
         self._tools = tools
         self._legacy = legacy
         self._template = grammars.matcher(grammar)
+        self._end = np.zeros(vocab.n_vocab, dtype=np.bool_)
+        self._end[list(vocab.eog_ids)] = True
 
     def new_choice(self, index: int) -> ConstrainedChoice:
         parser = syntax.ToolCallParser(index, self._legacy) if self._tools else None
-        return ConstrainedChoice(index, self._template.deep_copy(), self._n_vocab, parser)
+        return ConstrainedChoice(index, self._template.deep_copy(), self._end, parser)
 
 
 def plan_constrained(request: GenerationRequest, vocab: Vocab) -> ConstrainedPlan | None:
@@ -414,7 +421,7 @@ def plan_constrained(request: GenerationRequest, vocab: Vocab) -> ConstrainedPla
         return None
     try:
         return ConstrainedPlan(
-            grammars, grammar, vocab.n_vocab, _tools_active(request), request.legacy_functions
+            grammars, grammar, vocab, _tools_active(request), request.legacy_functions
         )
     except ValueError as exc:
         param = "tools" if _tools_active(request) else "response_format"

@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from chatd.backend import ContextLengthExceeded, Event, GenerationRequest
+from chatd.engine.constraints import warm_up
 from chatd.engine.output import plan_output
 from chatd.engine.runtime import Runtime, default_model_path
 from chatd.engine.scheduler import Scheduler
 from chatd.engine.sequence import Job
 from chatd.engine.template import ChatTemplate
+from chatd.engine.tools import prepare_messages
 
 
 def model_id_from_path(path: Path) -> str:
@@ -33,6 +35,7 @@ class LocalBackend:
         n_threads: int | None = None,
         parallel: int = 8,
         queue_size: int = 256,
+        prefix_cache: bool = True,
     ) -> None:
         path = Path(model_path) if model_path else default_model_path()
         n_seq_max = min(256, max(parallel, 16) * 2)
@@ -46,7 +49,10 @@ class LocalBackend:
             bos_token=vocab.token_text(vocab.bos_id) if vocab.bos_id >= 0 else "",
             eos_token=vocab.token_text(vocab.eos_id) if vocab.eos_id >= 0 else "",
         )
-        self.scheduler = Scheduler(self.runtime, parallel=parallel, queue_size=queue_size)
+        warm_up(vocab)  # the grammar tokenizer (~0.5 s) now, not on the first request
+        self.scheduler = Scheduler(
+            self.runtime, parallel=parallel, queue_size=queue_size, prefix_cache=prefix_cache
+        )
         self.scheduler.start()
 
     @property
@@ -61,8 +67,12 @@ class LocalBackend:
     def context_length(self) -> int:
         return self.scheduler.ctx_limit
 
+    def stats(self) -> dict[str, float]:
+        return self.scheduler.stats()
+
     def prompt_tokens(self, request: GenerationRequest) -> list[int]:
-        text = self.template.render(request.messages)
+        # tools, tool calls and tool results in the documented syntax (chatd.engine.tools)
+        text = self.template.render(prepare_messages(request))
         return self.runtime.vocab.tokenize(text, special=True)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:

@@ -17,14 +17,18 @@ NGRAMS = (3, 2)
 class Draft:
     """The prediction of one choice and where the output stands in it."""
 
-    __slots__ = ("accepted", "anchor", "cursor", "predicted", "rejected")
+    __slots__ = ("accepted", "anchor", "cursor", "predicted")
 
     def __init__(self, predicted: list[int]) -> None:
         self.predicted = predicted
         self.cursor: int | None = 0  # index in predicted of the token expected next
         self.anchor = 0  # where the output last agreed with the prediction
-        self.accepted = 0
-        self.rejected = 0
+        self.accepted = 0  # prediction tokens that appeared in the output, in order
+
+    @property
+    def rejected(self) -> int:
+        """Prediction tokens that did not appear in the output (OpenAI's definition)."""
+        return max(0, len(self.predicted) - self.accepted)
 
     def propose(self, limit: int) -> list[int]:
         """Up to `limit` tokens expected after the last sampled one."""
@@ -38,6 +42,7 @@ class Draft:
         cursor = self.cursor
         if cursor is not None and cursor < len(self.predicted) and self.predicted[cursor] == token:
             self.cursor = self.anchor = cursor + 1
+            self.accepted += 1
         else:
             self.cursor = self._resync(generated)
             if self.cursor is not None:

@@ -129,6 +129,7 @@ class Runtime:
         n_seq_max: int,
         n_threads: int | None = None,
         n_batch: int = 512,
+        flash_attn: bool = False,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -137,9 +138,6 @@ class Runtime:
         mparams = llama_cpp.llama_model_default_params()
         # Weight repacking into "extra" buffer types (AMX here) crashes llama_decode on
         # these CPUs (SIGSEGV in 0.3.36 with Q4_1); plain CPU buffers are safe.
-        mparams.use_extra_bufts = False
-        # The AMX extra buffer type (built in on CPUs that have AMX) crashes in
-        # ggml_backend_amx_mul_mat on any batch of more than one token.
         mparams.use_extra_bufts = False
         self.model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), mparams)
         if not self.model:
@@ -155,6 +153,9 @@ class Runtime:
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
         cparams.kv_unified = True
+        # Flash attention off: with it, a prompt's logits depend on how it was split into
+        # batches, so a cached prefix or a verified draft could change a greedy answer.
+        cparams.flash_attn_type = 1 if flash_attn else 0
         cparams.no_perf = True
         self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
         if not self.ctx:

@@ -32,20 +32,42 @@ def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
 
 
 class PrefixCache:
-    """KV of finished sequences, by sequence id, least recently used first."""
+    """KV of finished sequences, by sequence id, least recently used first.
+
+    An entry remembers the `prompt_cache_key` of the request that left it; a request
+    with a key looks among the entries of its key first, then among all of them.
+    """
 
     def __init__(self) -> None:
         self.entries: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.keys: dict[int, str | None] = {}
 
-    def best(self, prompt: np.ndarray) -> tuple[int | None, int]:
+    def best(self, prompt: np.ndarray, key: str | None = None) -> tuple[int | None, int]:
         best_seq, best_len = None, 0
-        for seq, tokens in self.entries.items():
-            n = common_prefix(tokens, prompt)
-            if n > best_len:
-                best_seq, best_len = seq, n
+        groups = [[s for s in self.entries if self.keys.get(s) == key]] if key else []
+        for group in [*groups, list(self.entries)]:
+            for seq in group:
+                n = common_prefix(self.entries[seq], prompt)
+                if n > best_len:
+                    best_seq, best_len = seq, n
+            if best_seq is not None:
+                break
         if best_seq is not None:
             self.entries.move_to_end(best_seq)
         return best_seq, best_len
+
+    def add(self, seq: int, tokens: np.ndarray, key: str | None) -> None:
+        self.entries[seq] = tokens
+        self.keys[seq] = key
+
+    def pop(self, seq: int | None = None) -> int:
+        """Remove `seq`, or the least recently used entry; returns its sequence id."""
+        if seq is None:
+            seq, _ = self.entries.popitem(last=False)
+        else:
+            del self.entries[seq]
+        self.keys.pop(seq, None)
+        return seq
 
     def covered(self, tokens: np.ndarray) -> list[int]:
         """Entries whose tokens are a prefix of `tokens` (made redundant by it)."""
@@ -59,7 +81,9 @@ class PrefixCache:
 class Scheduler:
     """Runs jobs on a Runtime in a background thread."""
 
-    def __init__(self, runtime: Runtime, *, parallel: int, queue_size: int) -> None:
+    def __init__(
+        self, runtime: Runtime, *, parallel: int, queue_size: int, prefix_cache: bool = True
+    ) -> None:
         self.runtime = runtime
         self.vocab = runtime.vocab
         self.parallel = parallel
@@ -73,7 +97,20 @@ class Scheduler:
         self.lock = threading.Condition()
         self.stopping = False
         self.not_eog = ~self.vocab.eog_mask
+        self.prefix_cache = prefix_cache
         self.prefill_chunk = 256  # prompt tokens per step while other sequences decode
+        self.totals: dict[str, float] = dict.fromkeys(
+            (
+                "requests_total",
+                "cancelled_requests_total",
+                "prompt_tokens_total",
+                "cached_prompt_tokens_total",
+                "completion_tokens_total",
+                "accepted_prediction_tokens_total",
+                "rejected_prediction_tokens_total",
+            ),
+            0,
+        )
         self.thread = threading.Thread(target=self._run, name="chatd-engine", daemon=True)
 
     def start(self) -> None:
@@ -100,6 +137,16 @@ class Scheduler:
     @property
     def active_sequences(self) -> int:
         return sum(len(job.choices) for job in self.running)
+
+    def stats(self) -> dict[str, float]:
+        """Gauges and counters for /metrics (read without the lock: approximate)."""
+        return {
+            **self.totals,
+            "running_requests": len(self.running),
+            "running_sequences": self.active_sequences,
+            "waiting_requests": len(self.waiting),
+            "cached_prefixes": len(self.cache.entries),
+        }
 
     # -- the loop -----------------------------------------------------------------
 
@@ -128,6 +175,7 @@ class Scheduler:
             self.waiting.remove(job)
             job.close()
         for job in [j for j in self.running if j.cancelled]:
+            self.totals["cancelled_requests_total"] += 1
             self.running.remove(job)
             self._release(job)
             job.close()
@@ -152,7 +200,7 @@ class Scheduler:
         return len(self.free_seqs) >= n
 
     def _evict_oldest(self) -> None:
-        seq, _ = self.cache.entries.popitem(last=False)
+        seq = self.cache.pop()
         self.runtime.seq_rm(seq)
         self.free_seqs.append(seq)
 
@@ -176,7 +224,7 @@ class Scheduler:
                 choice.draft = Draft(job.predicted)
             job.choices.append(choice)
         prompt = np.asarray(job.prompt, dtype=np.int32)
-        source, shared = self.cache.best(prompt)
+        source, shared = self.cache.best(prompt, request.prompt_cache_key)
         shared = min(shared, len(job.prompt) - 1)
         if source is not None and shared > 0:
             self.runtime.seq_cp(source, job.choices[0].seq, 0, shared)
@@ -256,7 +304,6 @@ class Scheduler:
 
     def _verify(self, job: Job, choice: Choice, first: int, drafted: list[int]) -> None:
         """Keep drafted tokens while the sampler agrees; drop the KV of the rest."""
-        assert choice.draft is not None
         accepted = 0
         for k, token in enumerate(drafted, start=1):
             if choice.finished or choice.next_token != token:
@@ -264,8 +311,6 @@ class Scheduler:
             accepted += 1
             choice.pos += 1
             self._sample(job, choice, self.runtime.logits(first + k))
-        choice.draft.accepted += accepted
-        choice.draft.rejected += len(drafted) - accepted
         if accepted < len(drafted):
             self.runtime.seq_rm(choice.seq, choice.pos, -1)
 
@@ -317,39 +362,45 @@ class Scheduler:
     # -- ending -------------------------------------------------------------------
 
     def _end_job(self, job: Job, error: bool = False) -> None:
-        drafts = [c for c in job.choices if c.draft is not None]
+        drafts = [c.draft for c in job.choices if c.draft is not None]
+        usage = Usage(
+            prompt_tokens=len(job.prompt),
+            completion_tokens=sum(len(c.tokens) for c in job.choices),
+            cached_tokens=job.cached_tokens,
+            accepted_prediction_tokens=sum(d.accepted for d in drafts),
+            rejected_prediction_tokens=sum(d.rejected for d in drafts),
+        )
+        totals = self.totals
+        totals["requests_total"] += 1
+        totals["prompt_tokens_total"] += usage.prompt_tokens
+        totals["cached_prompt_tokens_total"] += usage.cached_tokens
+        totals["completion_tokens_total"] += usage.completion_tokens
+        totals["accepted_prediction_tokens_total"] += usage.accepted_prediction_tokens
+        totals["rejected_prediction_tokens_total"] += usage.rejected_prediction_tokens
         if not error:
-            job.send(
-                [
-                    Usage(
-                        prompt_tokens=len(job.prompt),
-                        completion_tokens=sum(len(c.tokens) for c in job.choices),
-                        cached_tokens=job.cached_tokens,
-                        accepted_prediction_tokens=sum(c.draft.accepted for c in drafts),
-                        rejected_prediction_tokens=sum(c.draft.rejected for c in drafts),
-                    )
-                ]
-            )
+            job.send([usage])
         self._release(job)
         job.close()
 
     def _release(self, job: Job) -> None:
         """Free the job's sequences; the first one's KV stays cached for prefix reuse."""
         for k, choice in enumerate(job.choices):
-            if k == 0 and not job.prefilling:
-                self._keep(choice, job.prompt)
+            if k == 0 and self.prefix_cache and not job.prefilling:
+                self._keep(choice, job.prompt, job.request.prompt_cache_key)
             else:
                 self.runtime.seq_rm(choice.seq)
                 self.free_seqs.append(choice.seq)
         job.choices = []
+        if not self.running and not self.cache.entries:
+            self.runtime.clear()  # an empty cache restarts at cell 0: same layout, same floats
 
-    def _keep(self, choice: Choice, prompt: list[int]) -> None:
+    def _keep(self, choice: Choice, prompt: list[int], key: str | None) -> None:
         decoded = choice.tokens[:-1] if choice.tokens else []
         tokens = np.asarray(prompt + decoded, dtype=np.int32)
         n_kv = self.runtime.seq_pos_max(choice.seq) + 1
         tokens = tokens[:n_kv]
         for seq in self.cache.covered(tokens):
-            del self.cache.entries[seq]
+            self.cache.pop(seq)
             self.runtime.seq_rm(seq)
             self.free_seqs.append(seq)
-        self.cache.entries[choice.seq] = tokens
+        self.cache.add(choice.seq, tokens, key)
