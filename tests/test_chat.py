@@ -114,6 +114,12 @@ def test_n_choices(client: openai.OpenAI) -> None:
     assert body["usage"]["completion_tokens"] <= 48
 
 
+def test_n_beyond_parallel(client: openai.OpenAI) -> None:
+    body = create(client, n=20, seed=2, max_tokens=3)
+    assert len(body["choices"]) == 20
+    assert body["usage"]["completion_tokens"] == 60
+
+
 def test_max_tokens_cuts_with_length(client: openai.OpenAI) -> None:
     body = create(client, max_tokens=3, temperature=0)
     assert body["choices"][0]["finish_reason"] == "length"

@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    if not 1 <= args.parallel <= 128:
+        raise SystemExit("chatd: --parallel must be between 1 and 128")
     return Settings(
         host=args.host,
         port=args.port,

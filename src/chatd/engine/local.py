@@ -38,7 +38,7 @@ class LocalBackend:
         prefix_cache: bool = True,
     ) -> None:
         path = Path(model_path) if model_path else default_model_path()
-        n_seq_max = min(256, max(parallel, 16) * 2)
+        n_seq_max = min(256, 128 + parallel)  # n <= 128 choices; idle ids hold cached prefixes
         self.runtime = Runtime(
             path, n_ctx=n_ctx, n_seq_max=n_seq_max, n_threads=n_threads, n_batch=512
         )
