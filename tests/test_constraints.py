@@ -257,6 +257,22 @@ def test_required_starts_with_a_call(model: Model) -> None:
     assert all("<tool_call".startswith(tokenizer.decode_str([t])) for t in allowed)
 
 
+def test_forced_tokens(model: Model) -> None:
+    request = ask("hi", tools=[WEATHER, CLOCK], tool_choice=ToolChoice("required", ["get_weather"]))
+    choice = drive(model, request, "")
+    forced = choice.forced_tokens()
+    text = grammars_for(model.vocab).tokenizer.decode_str(forced)
+    assert text.startswith('<tool_call>\n{"name": "get_weather", "arguments": {"city')
+
+
+def test_a_rejected_token_ends_the_choice(model: Model) -> None:
+    choice = drive(model, ask("hi", response_format={"type": "json_object"}), "{")
+    choice.advance(token_of(model, "hello"))
+    assert choice.error
+    assert choice.must_stop()
+    assert np.array_equal(np.flatnonzero(choice.mask()), model.vocab.eog_ids)
+
+
 def test_allowed_tools_subset(model: Model) -> None:
     request = ask("hi", tools=[WEATHER, CLOCK], tool_choice=ToolChoice("auto", ["get_time"]))
     choice = drive(model, request, '<tool_call>\n{"name": "get_')
@@ -397,7 +413,7 @@ def _compound(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(objects, arrays, maps, any_of)
 
 
-SCHEMAS = st.recursive(LEAVES, _compound, max_leaves=5)
+SCHEMAS = st.recursive(LEAVES, lambda children: _compound(children), max_leaves=5)
 
 
 @st.composite
