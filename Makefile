@@ -29,6 +29,7 @@ test: install lint
 	CHATD_TEST_PG_URL="$$(bash scripts/postgres.sh start)" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
+	$(BIN)/python -m pip install -q -r bench/requirements.txt
 	$(BIN)/python -m bench $(ARGS)
 
 clean:
