@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from bench import peers, report
+from bench.quiet import bench_lock
 from bench.runner import RESULTS, Plan, Runner, install_sigterm
 
 
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M")
     out = args.out or RESULTS / f"{stamp}-{plan.mode}.json"
     install_sigterm()
-    res = Runner(plan, out).run()
+    with bench_lock():
+        res = Runner(plan, out).run()
     print(f"results: {out}")
     if not args.no_publish:
         publish(res)

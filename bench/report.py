@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from bench.load import percentile
 
 README = Path(__file__).with_name("README.md")
 PLOT = Path(__file__).with_name("scaling.png")
+NOISY = 0.5  # cores taken by others that make a figure suspect
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -39,6 +41,10 @@ class Figures:
     def spread(self, key: str, level: int) -> tuple[float, float] | None:
         vals = [r["tok_s"] for r in self.scaling.get(key, {}).get(str(level), [])]
         return (min(vals), max(vals)) if vals else None
+
+    def others(self, key: str, level: int) -> float | None:
+        """Median cores other processes took during the runs of a level."""
+        return _med([r["foreign_cores"] for r in self.scaling.get(key, {}).get(str(level), [])])
 
     def ttft(self, key: str, level: int, q: float) -> float | None:
         """Percentile over the TTFTs of every repeat pooled."""
@@ -251,13 +257,11 @@ def scaling_table(f: Figures) -> str:
         cells = []
         for k, _ in series:
             med, sp = f.tok_s(k, lv), f.spread(k, lv)
-            cells.append(
-                ""
-                if med is None
-                else f"{med:.1f} ({sp[0]:.0f}-{sp[1]:.0f})"
-                if sp
-                else f"{med:.1f}"
-            )
+            if med is None or sp is None:
+                cells.append("")
+                continue
+            mark = " †" if (f.others(k, lv) or 0) > NOISY else ""
+            cells.append(f"{med:.1f} ({sp[0]:.0f}-{sp[1]:.0f}){mark}")
         bb = f.kernel("batched_bench", "by_sequences", str(lv), "gen_tok_s")
         lines.append(f"| {lv} | " + " | ".join(cells) + f" | {_n(bb)} |")
     return "\n".join(lines)
@@ -289,7 +293,8 @@ def section(res: dict[str, Any]) -> str:
         figures_table(f),
         "",
         "Total completion tokens/s by concurrent streams (median, min-max over repeats; 128 "
-        "tokens per request, `ignore_eos`):",
+        "tokens per request, `ignore_eos`; † = other processes took more than half a core "
+        "during these runs, read with care):",
         "",
         scaling_table(f),
         "",
@@ -322,8 +327,15 @@ def write_readme(res: dict[str, Any], readme: Path = README) -> None:
     readme.write_text(f"{head}{START}\n{section(res)}\n{END}{tail}")
 
 
+def _minor_label(v: float, _pos: object) -> str:
+    """Label the 2x and 5x minor ticks of a log axis."""
+    lead = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
+    return f"{v:g}" if lead in (2, 5) else ""
+
+
 def plot(res: dict[str, Any], path: Path = PLOT) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -350,6 +362,9 @@ def plot(res: dict[str, Any], path: Path = PLOT) -> None:
             xs, [bb[str(x)]["gen_tok_s"] for x in xs], "k:", marker="x", label="llama-batched-bench"
         )
     a.set_xscale("log", base=2)
+    ticks = sorted({int(lv) for k, _ in series for lv in f.scaling[k]})
+    a.set_xticks(ticks, [str(t) for t in ticks])
+    a.set_ylim(bottom=0)
     a.set_xlabel("concurrent streams")
     a.set_ylabel("completion tokens/s (total)")
     a.set_title("Throughput (128 tokens per request)")
@@ -361,6 +376,10 @@ def plot(res: dict[str, Any], path: Path = PLOT) -> None:
         b.plot(ns, [y * 1000 if y is not None else None for y in ys], f"C{i}-o", label=server)
     b.set_xscale("log", base=2)
     b.set_yscale("log")
+    ns_all = sorted({int(n) for srv in res["prompt_length"] for n in res["prompt_length"][srv]})
+    b.set_xticks(ns_all, [str(n) for n in ns_all])
+    b.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    b.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_minor_label))
     b.set_xlabel("prompt tokens")
     b.set_ylabel("time to first token (ms)")
     b.set_title("TTFT by prompt length (1 request)")

@@ -38,7 +38,7 @@ class Plan:
     lengths: list[int] = field(default_factory=lambda: [128, 256, 512, 1024, 2048, 4096])
     latency_repeats: int = 3
     kernel_levels: list[int] = field(default_factory=lambda: [1, 8, 16, 32])
-    quiet_wait: float = 30.0
+    quiet_wait: float = 90.0
     peers: bool = True
 
     @classmethod

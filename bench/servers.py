@@ -123,8 +123,9 @@ class Server:
         assert self.proc is not None
         rc = self.proc.poll()
         how = f"signal {-rc} ({signal.Signals(-rc).name})" if rc and rc < 0 else f"exit {rc}"
-        tail = self.log_path.read_text(errors="replace").strip().splitlines()[-6:]
-        return f"{self.spec.name} died: {how}; log: " + " | ".join(tail)
+        lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        last = lines[-1][:160] if lines else "(empty)"
+        return f"{self.spec.name} died: {how}; last log line: {last}"
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
