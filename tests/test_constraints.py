@@ -238,6 +238,9 @@ def test_auto_tools_text_or_call(model: Model) -> None:
     assert choice.mask()[model.vocab.eog_ids].all()
     choice = drive(model, request, call + "\n" + render_tool_call("function", "get_time", "{}"))
     assert not choice.must_stop()
+    choice = drive(model, request, call + "\n")
+    assert choice.mask()[model.vocab.eog_ids].all()
+    assert not choice.mask()[token_of(model, "Hello")]
 
 
 def test_single_call_when_not_parallel(model: Model) -> None:
@@ -263,6 +266,15 @@ def test_forced_tokens(model: Model) -> None:
     forced = choice.forced_tokens()
     text = grammars_for(model.vocab).tokenizer.decode_str(forced)
     assert text.startswith('<tool_call>\n{"name": "get_weather", "arguments": {"city')
+
+
+def test_arguments_are_always_an_object(model: Model) -> None:
+    untyped = ToolSpec("function", "search", None, {"properties": {"q": {"type": "string"}}})
+    request = ask("hi", tools=[untyped], tool_choice=ToolChoice("required"))
+    choice = drive(model, request, '<tool_call>\n{"name": "search", "arguments": ')
+    allowed = np.flatnonzero(choice.mask())
+    tokenizer = grammars_for(model.vocab).tokenizer
+    assert all(tokenizer.decode_str([t]).startswith("{") for t in allowed)
 
 
 def test_a_rejected_token_ends_the_choice(model: Model) -> None:

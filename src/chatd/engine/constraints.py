@@ -13,17 +13,22 @@ output valid, so what the API promises holds even for a tiny model:
   `parameters`; `required`: the output *is* calls, starting at once; `required`
   over exactly one tool (a named tool_choice): exactly one call of it; `none`: no
   grammar at all (the tools are not shown either). `parallel_tool_calls: false`
-  and legacy `functions`: at most one call. With `response_format` json too, the
-  content alternative is that JSON instead of free text.
+  and legacy `functions`: at most one call (the output ends with it); otherwise
+  calls follow one another on new lines, and a newline after one may still end.
+  With `response_format` json too, the content alternative is that JSON instead
+  of free text.
 - `strict` on a function: `true` refuses (400, `tools[i].function.parameters`)
   a schema with keywords the grammar cannot enforce; `false` ignores those
-  keywords and enforces the rest. Arguments always parse as JSON.
+  keywords and enforces the rest. Arguments are always a JSON object (omitted
+  `parameters`: exactly `{}`; a schema without a type is taken as an object).
 - custom tools: the input follows the tool's `lark` or `regex` grammar
   (llguidance syntax, as OpenAI's own), or is free text up to `\\n</tool_call>`.
 
 JSON is written compactly (`{"a": 1, "b": [2, 3]}`; a space after `:` and `,` is
 optional, no other whitespace), which keeps small models out of whitespace loops.
 Grammars are compiled once per distinct text (LRU) and copied for each choice.
+Should a matcher fail mid-way (an llguidance resource limit, say), its mask
+allows only the end-of-generation tokens: the choice ends, the engine goes on.
 """
 
 from __future__ import annotations
@@ -199,9 +204,15 @@ def _lark_literal(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+_SHAPED = frozenset(("type", "anyOf", "oneOf", "allOf", "$ref", "enum", "const", "not"))
+
+
 def _parameters(tool: ToolSpec) -> dict[str, Any]:
+    """The arguments' schema: no parameters means `{}`; arguments are always an object."""
     if tool.parameters is None:
         return {"type": "object", "properties": {}, "additionalProperties": False}
+    if isinstance(tool.parameters, dict) and not _SHAPED & tool.parameters.keys():
+        return {**tool.parameters, "type": "object"}
     return tool.parameters
 
 
@@ -232,11 +243,9 @@ def tool_grammar(
     allowed = [t for t in tools if choice.names is None or t.name in choice.names]
     single = not parallel or (choice.mode == "required" and len(allowed) == 1)
     trigger = _lark_literal(syntax.TRIGGER)
-    calls = (
-        "call"
-        if single
-        else f"call ({_lark_literal(syntax.CALL_SEPARATOR + syntax.TRIGGER)} call)*"
-    )
+    separator = _lark_literal(syntax.CALL_SEPARATOR)
+    # several calls: a newline after a call may still end the output, not force another call
+    calls = "call" if single else f"call ({separator} {trigger} call)* {separator}?"
     lines = ["%llguidance {}"]
     if choice.mode == "required":
         lines.append(f"start: {trigger} calls")
