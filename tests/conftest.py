@@ -16,6 +16,7 @@ import openai
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+MODEL = MODEL_ID = "smollm2"
 
 
 def free_port() -> int:
@@ -104,6 +105,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
+def steady(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One sequence at a time, no prefix cache: each request sees the same KV layout.
+
+    llama.cpp's CPU kernels round differently for other KV layouts and batch shapes, so
+    tests that compare two runs of a request token for token use this server.
+    """
+    srv = Server(
+        tmp_path_factory.mktemp("steady"),
+        "--model-name",
+        MODEL_ID,
+        "--parallel",
+        "1",
+        "--no-prefix-cache",
+    ).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
 def client(server: Server) -> openai.OpenAI:
     return server.client()
 
@@ -112,6 +132,3 @@ def client(server: Server) -> openai.OpenAI:
 def http(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=120) as c:
         yield c
-
-
-MODEL = "smollm2"

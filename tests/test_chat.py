@@ -91,13 +91,16 @@ def test_every_message_role(client: openai.OpenAI) -> None:
     assert body["choices"][0]["message"]["content"]
 
 
-def test_temperature_zero_is_deterministic(client: openai.OpenAI) -> None:
+def test_temperature_zero_is_deterministic(steady: Server) -> None:
+    client = steady.client()
     a = create(client, temperature=0, max_tokens=24)
     b = create(client, temperature=0, max_tokens=24)
     assert a["choices"][0]["message"]["content"] == b["choices"][0]["message"]["content"]
 
 
-def test_seed_reproduces_and_varies(client: openai.OpenAI) -> None:
+def test_seed_reproduces_and_varies(steady: Server) -> None:
+    client = steady.client()
+
     def text(seed: int) -> str:
         body = create(client, seed=seed, temperature=1.3, max_tokens=24)
         return body["choices"][0]["message"]["content"]
@@ -138,7 +141,8 @@ def test_ignore_eos_generates_exactly_max_tokens(client: openai.OpenAI) -> None:
     assert body["choices"][0]["finish_reason"] == "length"
 
 
-def test_stop_sequences_never_included(client: openai.OpenAI) -> None:
+def test_stop_sequences_never_included(steady: Server) -> None:
+    client = steady.client()
     full = create(client, temperature=0, max_tokens=30)["choices"][0]["message"]["content"]
     assert len(full) > 10
     stop = full[5:8]
@@ -168,14 +172,16 @@ def test_stream_include_usage(client: openai.OpenAI) -> None:
     assert last["usage"]["completion_tokens"] == 12
 
 
-def test_stream_equals_non_stream(client: openai.OpenAI) -> None:
+def test_stream_equals_non_stream(steady: Server) -> None:
+    client = steady.client()
     kwargs = {"seed": 11, "temperature": 0.9, "max_tokens": 30}
     body = create(client, **kwargs)
     chunks = stream(client, **kwargs)
     assert streamed_text(chunks) == body["choices"][0]["message"]["content"]
 
 
-def test_stream_n_interleaved(client: openai.OpenAI) -> None:
+def test_stream_n_interleaved(steady: Server) -> None:
+    client = steady.client()
     chunks = stream(client, n=2, seed=5, temperature=1.0, max_tokens=10)
     indexes = [c["choices"][0]["index"] for c in chunks]
     assert set(indexes) == {0, 1}
