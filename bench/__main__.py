@@ -2,7 +2,7 @@
 
 python -m bench [run] [--quick] [--repeats N] [--no-peers]   measure, write JSON + README + plot
 python -m bench peers [--force]                               build the peers only
-python -m bench report [RESULTS.json]                         rewrite README + plot from JSON
+python -m bench report [RESULTS.json ...]    rewrite README + plot (several files: repeats pooled)
 """
 
 from __future__ import annotations
@@ -36,14 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["peers"]:
         return peers.main(argv[1:])
     if argv[:1] == ["report"]:
-        path = Path(argv[1]) if len(argv) > 1 else latest()
-        publish(json.loads(path.read_text()))
+        paths = [Path(a) for a in argv[1:]] or [latest()]
+        publish(report.merge([json.loads(p.read_text()) for p in paths]))
         return 0
     if argv[:1] == ["run"]:
         argv = argv[1:]
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="a ~3 minute smoke run")
     ap.add_argument("--repeats", type=int, help="repeats of the throughput runs")
+    ap.add_argument("--quiet-wait", type=float, help="seconds to wait for idle CPUs per server")
+    ap.add_argument("--levels", help="comma list for the --parallel 8 servers (empty: skip them)")
     ap.add_argument("--no-peers", action="store_true", help="chatd only (no build, no peers)")
     ap.add_argument("--out", type=Path, help="results file (default bench/results/DATE.json)")
     ap.add_argument("--no-publish", action="store_true", help="do not touch README.md/scaling.png")
@@ -52,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats:
         plan.repeats = args.repeats
     plan.peers = not args.no_peers
+    if args.levels is not None:
+        plan.levels = [int(x) for x in args.levels.split(",") if x]
+    if args.quiet_wait is not None:
+        plan.quiet_wait = args.quiet_wait
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M")
     out = args.out or RESULTS / f"{stamp}-{plan.mode}.json"
     install_sigterm()

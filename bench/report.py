@@ -18,6 +18,29 @@ NOISY = 0.5  # cores taken by others that make a figure suspect
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
+def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several results files as one: their repeats pooled, the newest wins for single values."""
+    out: dict[str, Any] = {**runs[-1], "scaling": {}, "rss": {}, "shared_prefix": {}}
+    out["prompt_length"], out["quiet"], out["failures"] = {}, [], {}
+    for res in runs:
+        for key, levels in res["scaling"].items():
+            for level, reps in levels.items():
+                out["scaling"].setdefault(key, {}).setdefault(level, []).extend(reps)
+        for field in ("rss", "shared_prefix"):
+            for key, reps in res[field].items():
+                out[field].setdefault(key, []).extend(reps)
+        for key, by_n in res["prompt_length"].items():
+            for n, reps in by_n.items():
+                out["prompt_length"].setdefault(key, {}).setdefault(n, []).extend(reps)
+        out["quiet"] += res.get("quiet", [])
+        out["failures"].update(res.get("failures", {}))
+        out["kernels"] = res.get("kernels") or out.get("kernels", {})
+        out["prediction"] = res.get("prediction") or out.get("prediction")
+    out["meta"] = {**runs[-1]["meta"], "merged": [r["meta"]["date"] for r in runs]}
+    out["meta"]["duration_s"] = sum(r["meta"].get("duration_s", 0) for r in runs)
+    return out
+
+
 def _med(values: list[float | None]) -> float | None:
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None

@@ -184,7 +184,7 @@ class Runner:
         for rep in range(p.repeats):
             order = configs if rep % 2 == 0 else configs[::-1]
             for key, make, levels in order:
-                if key in dead:
+                if key in dead or not levels:
                     continue
                 self.log(f"repeat {rep + 1}/{p.repeats}: {key}")
                 if not self.scaling(make(), levels, key):
