@@ -5,27 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from chatd.api.errors import APIError
+from chatd.api.validation import json_type
 
 MAX_PAIRS = 16
 MAX_KEY_LENGTH = 64
 MAX_VALUE_LENGTH = 512
-
-
-def type_name(value: Any) -> str:
-    """The JSON type of `value` with its article, as OpenAI's messages write it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def _abbreviate(key: str) -> str:
@@ -39,7 +23,7 @@ def validate_metadata(value: Any, param: str = "metadata") -> dict[str, str]:
     if not isinstance(value, dict):
         raise APIError(
             f"Invalid type for '{param}': expected a metadata object, "
-            f"but got {type_name(value)} instead.",
+            f"but got {json_type(value)} instead.",
             param=param,
             code="invalid_type",
         )
@@ -62,7 +46,7 @@ def validate_metadata(value: Any, param: str = "metadata") -> dict[str, str]:
         if not isinstance(item, str):
             raise APIError(
                 f"Invalid type for '{param}.{key}': expected a string, "
-                f"but got {type_name(item)} instead.",
+                f"but got {json_type(item)} instead.",
                 param=f"{param}.{key}",
                 code="invalid_type",
             )

@@ -11,8 +11,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from chatd.api.errors import APIError
-from chatd.api.metadata import type_name, validate_metadata
+from chatd.api.metadata import validate_metadata
 from chatd.api.responses import json_response
+from chatd.api.validation import json_type
 from chatd.store import CompletionStore, InvalidCursor, NotFound, Order
 
 MAX_LIMIT = 100
@@ -119,7 +120,7 @@ async def read_update_body(request: Request) -> dict[str, str]:
         ) from None
     if not isinstance(body, dict):
         raise APIError(
-            f"Invalid type for body: expected an object, but got {type_name(body)} instead.",
+            f"Invalid type for body: expected an object, but got {json_type(body)} instead.",
             code="invalid_type",
         )
     unknown = [name for name in body if name != "metadata"]
