@@ -163,7 +163,7 @@ def rows(f: Figures) -> list[Row]:
             f"llama-server -np 32: 16 {_n(sw[0])}, 32 {_n(sw[1])}",
             "",
             "keeps rising",
-            rising if ws else None,
+            rising if len(ws) >= 2 else None,
         )
     )
     t8, ts8 = f.ttft("chatd@8", 8, 50), f.ttft("llama-server@8", 8, 50)
@@ -292,11 +292,18 @@ def scaling_table(f: Figures) -> str:
 
 def length_table(f: Figures) -> str:
     servers = list(f.res["prompt_length"])
+    if not servers:
+        return "(not measured)"
     ns = sorted({int(n) for s in servers for n in f.res["prompt_length"][s]})
     lines = ["| prompt tokens | " + " | ".join(servers) + " |", "|" + " --- |" * (len(servers) + 1)]
     for n in ns:
         lines.append(f"| {n} | " + " | ".join(_ms(f.length(s, n)) for s in servers) + " |")
     return "\n".join(lines)
+
+
+def _repeats(f: Figures) -> str:
+    counts = {len(reps) for levels in f.scaling.values() for reps in levels.values()}
+    return "-".join(str(c) for c in sorted({min(counts), max(counts)})) if counts else "0"
 
 
 def section(res: dict[str, Any]) -> str:
@@ -305,8 +312,8 @@ def section(res: dict[str, Any]) -> str:
     fails = res.get("failures", {})
     noisy = [q for q in res.get("quiet", []) if not q.get("quiet")]
     parts = [
-        f"Measured {m['date']} ({m['mode']} run, {m.get('duration_s', '?')} s, "
-        f"{m['plan']['repeats']} repeats, medians; chatd {m.get('chatd_commit', '?')}) on "
+        f"Measured {' + '.join(m.get('merged', [m['date']]))} ({m['mode']} run, "
+        f"{_repeats(f)} repeats, medians; chatd {m.get('chatd_commit', '?')}) on "
         f"{m['nproc']} cores of an {m['cpu']}{' (AMX)' if m.get('amx') else ''}, "
         f"SmolLM2-135M-Instruct Q4_1, {m['threads']} threads everywhere, weight repacking off "
         "everywhere. This is a **shared machine**: other work ran on the same cores "
@@ -408,8 +415,9 @@ def plot(res: dict[str, Any], path: Path = PLOT) -> None:
     b.set_title("TTFT by prompt length (1 request)")
     b.grid(alpha=0.3, which="both")
     b.legend(fontsize=8)
+    when = res["meta"].get("merged", [res["meta"]["date"]])[0]
     fig.suptitle(
-        f"chatd vs llama.cpp, {res['meta']['date']}, {res['meta']['nproc']} cores, shared machine",
+        f"chatd vs llama.cpp, {when}, {res['meta']['nproc']} cores, shared machine",
         fontsize=10,
     )
     fig.tight_layout()
