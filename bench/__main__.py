@@ -1,8 +1,8 @@
 """chatd's benchmarks against llama.cpp's own server and llama-cpp-python's server.
 
-python -m bench [run] [--quick] [--repeats N] [--no-peers]   measure, write JSON + README + plot
-python -m bench peers [--force]                               build the peers only
-python -m bench report [RESULTS.json ...]    rewrite README + plot (several files: repeats pooled)
+python -m bench [run] [--quick] [--repeats N] [--no-peers]  measure; JSON + README + plot
+python -m bench peers [--force]                              build the peers only
+python -m bench report [RESULTS.json ...]                    README + plot (repeats pooled)
 """
 
 from __future__ import annotations
