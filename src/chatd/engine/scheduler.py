@@ -69,6 +69,10 @@ class PrefixCache:
         self.keys.pop(seq, None)
         return seq
 
+    def size(self) -> int:
+        """Tokens held, counting shared prefixes once per entry (an upper bound)."""
+        return sum(len(tokens) for tokens in self.entries.values())
+
     def covered(self, tokens: np.ndarray) -> list[int]:
         """Entries whose tokens are a prefix of `tokens` (made redundant by it)."""
         return [
@@ -404,3 +408,7 @@ class Scheduler:
             self.runtime.seq_rm(seq)
             self.free_seqs.append(seq)
         self.cache.add(choice.seq, tokens, key)
+        # llama.cpp attends over the whole used range of cells: idle prefixes slow every
+        # step, so the cache keeps at most a quarter of the context.
+        while len(self.cache.entries) > 1 and self.cache.size() > self.runtime.n_ctx // 4:
+            self._evict_oldest()
