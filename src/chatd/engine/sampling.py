@@ -87,7 +87,13 @@ class Sampler:
     """
 
     def __init__(
-        self, params: SamplingParams, n_vocab: int, *, top_logprobs: int | None, seed: int
+        self,
+        params: SamplingParams,
+        n_vocab: int,
+        *,
+        top_logprobs: int | None,
+        seed: int,
+        banned: list[int] | None = None,
     ) -> None:
         _validate(params, n_vocab, top_logprobs)
         self.params = params
@@ -104,6 +110,7 @@ class Sampler:
         self._penalised = self._rep != 1 or self._freq != 0 or self._pres != 0
         self._bias_ids = np.fromiter(params.logit_bias.keys(), np.intp, len(params.logit_bias))
         self._bias = np.fromiter(params.logit_bias.values(), np.float32, len(params.logit_bias))
+        self._banned = np.asarray(banned or [], np.intp)  # never sampled (ignore_eos)
 
         self._work = np.empty(n_vocab, np.float32)
         self._probs = np.empty(n_vocab, np.float32)
@@ -119,6 +126,7 @@ class Sampler:
         return (
             self._greedy
             and not len(self._bias_ids)
+            and not len(self._banned)
             and not self._penalised
             and self.top_logprobs is None
         )
@@ -170,7 +178,8 @@ class Sampler:
         allowed tokens; a dense one adds `_MASKED` to the disallowed ones.
         """
         n_seen = len(self._slot)
-        if not len(self._bias_ids) and not n_seen and mask is None:
+        banned = len(self._banned) > 0
+        if not len(self._bias_ids) and not n_seen and mask is None and not banned:
             return logits, None, False
         x = self._work
         np.copyto(x, logits)
@@ -186,8 +195,10 @@ class Sampler:
             if self._pres != 0:
                 vals -= self._pres
             x[ids] = vals
+        if banned:
+            x[self._banned] = _MASKED
         if mask is None:
-            return x, None, False
+            return x, None, banned
         if len(mask) < self.n_vocab:
             raise ValueError(f"the mask has {len(mask)} entries for {self.n_vocab} tokens")
         mask = mask[: self.n_vocab]
@@ -196,7 +207,7 @@ class Sampler:
             raise ValueError("the grammar mask allows no token")
         if allowed * _SPARSE <= self.n_vocab:
             ids = np.flatnonzero(mask)
-            return x[ids], ids, False
+            return x[ids], ids, banned
         penalty = self._probs
         np.multiply(mask, -_MASKED, out=penalty)
         penalty += _MASKED

@@ -18,7 +18,7 @@ from chatd.engine.output import OutputPlan
 from chatd.engine.prediction import Draft
 from chatd.engine.runtime import Batch, Runtime
 from chatd.engine.sampling import Sampler, derive_seed
-from chatd.engine.sequence import Choice, Job
+from chatd.engine.sequence import Choice, Job, Mailbox
 
 log = logging.getLogger("chatd.engine")
 
@@ -97,10 +97,10 @@ class Scheduler:
         self.free_seqs: deque[int] = deque(range(runtime.n_seq_max))
         self.cache = PrefixCache()
         self.waiting: deque[Job] = deque()
+        self.mailbox = Mailbox()
         self.running: list[Job] = []
         self.lock = threading.Condition()
         self.stopping = False
-        self.not_eog = ~self.vocab.eog_mask
         self.prefix_cache = prefix_cache
         self.prefill_chunk = 256  # prompt tokens per step while other sequences decode
         self.totals: dict[str, float] = dict.fromkeys(
@@ -158,6 +158,7 @@ class Scheduler:
         while True:
             with self.lock:
                 while not self.stopping and not self.waiting and not self.running:
+                    self.mailbox.flush()
                     self.lock.wait()
                 if self.stopping:
                     break
@@ -172,17 +173,18 @@ class Scheduler:
                         self._end_job(job, error=True)
                     self.running.clear()
         for job in [*self.running, *self.waiting]:
-            job.close()
+            job.close(self.mailbox)
+        self.mailbox.flush()
 
     def _drop_cancelled(self) -> None:
         for job in [j for j in self.waiting if j.cancelled]:
             self.waiting.remove(job)
-            job.close()
+            job.close(self.mailbox)
         for job in [j for j in self.running if j.cancelled]:
             self.totals["cancelled_requests_total"] += 1
             self.running.remove(job)
             self._release(job)
-            job.close()
+            job.close(self.mailbox)
 
     def _admit(self) -> None:
         while self.waiting:
@@ -220,6 +222,7 @@ class Scheduler:
                 self.vocab.n_vocab,
                 top_logprobs=top,
                 seed=derive_seed(request.sampling.seed, index),
+                banned=self.vocab.eog_ids if request.ignore_eos else None,
             )
             choice = Choice(
                 index, seq, sampler, plan.new_choice(index), request.stop, request.logprobs
@@ -268,6 +271,7 @@ class Scheduler:
             budget -= end - job.prefill_pos
         if batch.n == 0:
             return
+        self.mailbox.flush()
         status = self.runtime.decode(batch)
         if status != 0:
             self._make_room(status)
@@ -290,7 +294,7 @@ class Scheduler:
             if job.done:
                 finished.append(job)
             else:
-                job.send()
+                job.send(self.mailbox)
         for job in finished:
             self.running.remove(job)
             self._end_job(job)
@@ -343,8 +347,6 @@ class Scheduler:
     def _sample(self, job: Job, choice: Choice, logits: np.ndarray) -> None:
         request = job.request
         mask = choice.output.mask()
-        if request.ignore_eos:
-            mask = self.not_eog if mask is None else mask & self.not_eog
         token, info = choice.sampler.sample(logits, mask)
         choice.output.advance(token)
         if self.vocab.eog_mask[token]:
@@ -382,9 +384,9 @@ class Scheduler:
         totals["accepted_prediction_tokens_total"] += usage.accepted_prediction_tokens
         totals["rejected_prediction_tokens_total"] += usage.rejected_prediction_tokens
         if not error:
-            job.send([usage])
+            job.send(self.mailbox, [usage])
         self._release(job)
-        job.close()
+        job.close(self.mailbox)
 
     def _release(self, job: Job) -> None:
         """Free the job's sequences; the first one's KV stays cached for prefix reuse."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 from chatd.backend import (
@@ -103,13 +104,38 @@ class Job:
         self.outbox.extend(more)
         self.outbox.append(Finish(choice.index, reason))
 
-    def send(self, final: list[Event] | None = None) -> None:
-        """Hand the events of this step to the request's coroutine (thread-safe)."""
+    def send(self, mailbox: Mailbox, final: list[Event] | None = None) -> None:
+        """Post the events of this step for the request's coroutine."""
         if final:
             self.outbox.extend(final)
         if self.outbox:
             events, self.outbox = self.outbox, []
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, events)
+            mailbox.post(self, events)
 
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, None)
+    def close(self, mailbox: Mailbox) -> None:
+        mailbox.post(self, None)
+
+
+class Mailbox:
+    """Events from the engine thread to the event loops, delivered in one wake-up per step.
+
+    Waking a loop hands it the GIL; flushing just before a decode (which releases the
+    GIL) lets the loop's work overlap the kernels instead of the engine's own Python.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[asyncio.AbstractEventLoop, list[tuple[Job, list[Event] | None]]] = {}
+
+    def post(self, job: Job, events: list[Event] | None) -> None:
+        self.pending.setdefault(job.loop, []).append((job, events))
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, {}
+        for loop, items in pending.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_deliver, items)
+
+
+def _deliver(items: list[tuple[Job, list[Event] | None]]) -> None:
+    for job, events in items:
+        job.queue.put_nowait(events)
