@@ -51,6 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop every finished sequence's KV (env CHATD_PREFIX_CACHE=0)",
     )
     serve.add_argument(
+        "--flash-attn",
+        action=argparse.BooleanOptionalAction,
+        default=_env("FLASH_ATTN", "1") not in ("0", "false", "no"),
+        help="flash attention: skips other sequences' KV cells; off makes a prompt's logits "
+        "independent of how it was split into batches (env CHATD_FLASH_ATTN=0)",
+    )
+    serve.add_argument(
+        "--kv-type",
+        choices=("f16", "q8_0"),
+        default=_env("KV_TYPE", "f16"),
+        help="KV cache element type: q8_0 halves its memory (env CHATD_KV_TYPE)",
+    )
+    serve.add_argument(
         "--api-key",
         action="append",
         dest="api_keys",
@@ -66,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     if not 1 <= args.parallel <= 128:
         raise SystemExit("chatd: --parallel must be between 1 and 128")
+    if args.kv_type != "f16" and not args.flash_attn:
+        raise SystemExit("chatd: a quantized --kv-type needs flash attention (llama.cpp)")
     return Settings(
         host=args.host,
         port=args.port,
@@ -76,6 +91,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         parallel=args.parallel,
         queue_size=args.queue_size,
         prefix_cache=args.prefix_cache,
+        flash_attn=args.flash_attn,
+        kv_type=args.kv_type,
         api_keys=args.api_keys or env_list("CHATD_API_KEYS"),
         data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(),
         database_url=args.database_url,

@@ -44,6 +44,8 @@ def local_backend(settings: Settings) -> Backend:
         parallel=settings.parallel,
         queue_size=settings.queue_size,
         prefix_cache=settings.prefix_cache,
+        flash_attn=settings.flash_attn,
+        kv_type=settings.kv_type,
     )
 
 

@@ -36,11 +36,19 @@ class LocalBackend:
         parallel: int = 8,
         queue_size: int = 256,
         prefix_cache: bool = True,
+        flash_attn: bool = True,
+        kv_type: str = "f16",
     ) -> None:
         path = Path(model_path) if model_path else default_model_path()
         n_seq_max = min(256, 128 + parallel)  # n <= 128 choices; idle ids hold cached prefixes
         self.runtime = Runtime(
-            path, n_ctx=n_ctx, n_seq_max=n_seq_max, n_threads=n_threads, n_batch=512
+            path,
+            n_ctx=n_ctx,
+            n_seq_max=n_seq_max,
+            n_threads=n_threads,
+            n_batch=512,
+            flash_attn=flash_attn,
+            kv_type=kv_type,
         )
         self._model_ids = model_names or [model_id_from_path(path)]
         vocab = self.runtime.vocab

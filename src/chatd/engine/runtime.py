@@ -20,6 +20,9 @@ _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None
 llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
 
 
+KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}
+
+
 class RuntimeError_(Exception):
     """llama.cpp refused a model, a context or a batch."""
 
@@ -129,7 +132,8 @@ class Runtime:
         n_seq_max: int,
         n_threads: int | None = None,
         n_batch: int = 512,
-        flash_attn: bool = False,
+        flash_attn: bool = True,
+        kv_type: str = "f16",
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -153,8 +157,9 @@ class Runtime:
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
         cparams.kv_unified = True
-        # Flash attention off: with it, a prompt's logits depend on how it was split into
-        # batches, so a cached prefix or a verified draft could change a greedy answer.
+        cparams.type_k = cparams.type_v = KV_TYPES[kv_type]
+        # Flash attention skips the KV cells of other sequences (the plain path multiplies
+        # by every used cell, then masks), but its logits depend on how a prompt was split.
         cparams.flash_attn_type = 1 if flash_attn else 0
         cparams.no_perf = True
         self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)

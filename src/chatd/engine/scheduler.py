@@ -319,6 +319,8 @@ class Scheduler:
             accepted += 1
             choice.pos += 1
             self._sample(job, choice, self.runtime.logits(first + k))
+        if choice.draft is not None:
+            choice.draft.verified(len(drafted), accepted)
         if accepted < len(drafted):
             self.runtime.seq_rm(choice.seq, choice.pos, -1)
 
