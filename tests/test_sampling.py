@@ -129,6 +129,24 @@ def test_plain_greedy() -> None:
     assert not sampler().plain_greedy
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_banned_tokens_are_never_sampled(temperature: float) -> None:
+    logits = make_logits()
+    top = int(np.argmax(logits))
+    banned = [top, 7]
+    s = Sampler(
+        SamplingParams(temperature=temperature), VOCAB, top_logprobs=None, seed=3, banned=banned
+    )
+    assert s.is_banned(top) and not s.is_banned(top + 1)
+    assert s.plain_greedy == (temperature == 0.0)  # the caller re-samples a banned argmax
+    picks = draws(s, logits, 50)
+    assert not set(picks.tolist()) & set(banned)
+    if temperature == 0.0:
+        rest = logits.copy()
+        rest[banned] = -np.inf
+        assert set(picks.tolist()) == {int(np.argmax(rest))}
+
+
 def test_dense_mask_is_respected_when_sampling() -> None:
     logits = make_logits(scale=0.5)
     mask = np.random.default_rng(3).random(VOCAB) < 0.5

@@ -346,6 +346,7 @@ class ConstrainedChoice:
     """One choice under a grammar: masks, advances and parses (tool calls) its output."""
 
     __slots__ = ("_bits", "_bytes", "_end", "_index", "_matcher", "_parser", "_pointer")
+    unconstrained = False
 
     def __init__(
         self,

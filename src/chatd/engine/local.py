@@ -84,7 +84,11 @@ class LocalBackend:
         return self.runtime.vocab.tokenize(text, special=True)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        plan = plan_output(request, self.runtime.vocab)
+        if request.response_format or request.tools:
+            # compiling a grammar can take tens of milliseconds: not on the event loop
+            plan = await asyncio.to_thread(plan_output, request, self.runtime.vocab)
+        else:
+            plan = plan_output(request, self.runtime.vocab)
         prompt = self.prompt_tokens(request)
         limit = self.scheduler.ctx_limit
         if len(prompt) + (request.max_tokens or 1) > limit:

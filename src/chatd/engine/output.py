@@ -17,6 +17,8 @@ from chatd.backend import Event, FinishReason, GenerationRequest, TextDelta, Tok
 class ChoiceOutput(Protocol):
     """Per-choice state: grammar matcher (if any) and output parser."""
 
+    unconstrained: bool  # mask() is always None: any token goes
+
     def mask(self) -> np.ndarray | None:
         """Allowed next tokens as a bool array of n_vocab, or None when any token goes."""
         ...
@@ -48,6 +50,7 @@ class PlainChoice:
     """Free text: no grammar; every piece of text is content."""
 
     __slots__ = ("index",)
+    unconstrained = True
 
     def __init__(self, index: int) -> None:
         self.index = index

@@ -202,6 +202,28 @@ class Runtime:
         ptr = llama_cpp.llama_get_logits_ith(self.ctx, i)
         return np.ctypeslib.as_array(ptr, shape=(self.vocab.n_vocab,))
 
+    def logits_rows(self, indices: list[int]) -> np.ndarray:
+        """The logits rows of several batch indices as one (len, n_vocab) array.
+
+        Outputs are stored in batch order, so the rows of consecutive outputs are a
+        view; others are gathered into a copy.
+        """
+        n_vocab = self.vocab.n_vocab
+        base = ctypes.cast(llama_cpp.llama_get_logits(self.ctx), ctypes.c_void_p).value or 0
+        stride = 4 * n_vocab
+        rows = [
+            (ctypes.cast(llama_cpp.llama_get_logits_ith(self.ctx, i), ctypes.c_void_p).value - base)
+            // stride
+            for i in indices
+        ]
+        table = np.ctypeslib.as_array(
+            llama_cpp.llama_get_logits(self.ctx), shape=(max(rows) + 1, n_vocab)
+        )
+        first = rows[0]
+        if rows == list(range(first, first + len(rows))):
+            return table[first : first + len(rows)]
+        return table[rows]
+
     def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> None:
         llama_cpp.llama_memory_seq_rm(self.memory, seq, p0, p1)
 

@@ -111,6 +111,7 @@ class Sampler:
         self._bias_ids = np.fromiter(params.logit_bias.keys(), np.intp, len(params.logit_bias))
         self._bias = np.fromiter(params.logit_bias.values(), np.float32, len(params.logit_bias))
         self._banned = np.asarray(banned or [], np.intp)  # never sampled (ignore_eos)
+        self._banned_set = frozenset(banned or ())
 
         self._work = np.empty(n_vocab, np.float32)
         self._probs = np.empty(n_vocab, np.float32)
@@ -122,14 +123,16 @@ class Sampler:
     @property
     def plain_greedy(self) -> bool:
         """Greedy without bias, penalties or logprobs: `sample_greedy_batch` gives its tokens
-        (when no mask applies either)."""
+        when no mask applies either (and the argmax is not a banned token)."""
         return (
             self._greedy
             and not len(self._bias_ids)
-            and not len(self._banned)
             and not self._penalised
             and self.top_logprobs is None
         )
+
+    def is_banned(self, token: int) -> bool:
+        return token in self._banned_set
 
     def accept(self, token: int) -> None:
         """Count `token` as generated, for the penalties."""

@@ -17,7 +17,7 @@ from chatd.backend import BackendOverloaded, Usage
 from chatd.engine.output import OutputPlan
 from chatd.engine.prediction import Draft
 from chatd.engine.runtime import Batch, Runtime
-from chatd.engine.sampling import Sampler, derive_seed
+from chatd.engine.sampling import LogprobInfo, Sampler, derive_seed, sample_greedy_batch
 from chatd.engine.sequence import Choice, Job, Mailbox
 
 log = logging.getLogger("chatd.engine")
@@ -284,9 +284,15 @@ class Scheduler:
             logits = self.runtime.logits(i)
             for choice in job.choices:
                 self._sample(job, choice, logits)
+        greedy = self._greedy_tokens(outputs)
         for job, choice, i, drafted in outputs:
             choice.pos += 1
-            self._sample(job, choice, self.runtime.logits(i))
+            token = greedy.get(choice.seq)
+            if token is not None:
+                choice.sampler.accept(token)
+                self._take(job, choice, token, None)
+            else:
+                self._sample(job, choice, self.runtime.logits(i))
             if drafted:
                 self._verify(job, choice, i, drafted)
         finished = []
@@ -346,10 +352,33 @@ class Scheduler:
         self.running.remove(victim)
         self._end_job(victim)
 
+    def _greedy_tokens(self, outputs: list[tuple[Job, Choice, int, list[int]]]) -> dict[int, int]:
+        """One argmax over the rows of every plain greedy choice: {sequence id: token}.
+
+        Rows whose argmax is banned (ignore_eos), and choices with a grammar mask or
+        drafts, go through their own sampler instead.
+        """
+        picked = [
+            (choice, i)
+            for _, choice, i, drafted in outputs
+            if not drafted and choice.sampler.plain_greedy and choice.output.unconstrained
+        ]
+        if len(picked) < 2:
+            return {}
+        tokens = sample_greedy_batch(self.runtime.logits_rows([i for _, i in picked])).tolist()
+        return {
+            choice.seq: token
+            for (choice, _), token in zip(picked, tokens, strict=True)
+            if not choice.sampler.is_banned(token)
+        }
+
     def _sample(self, job: Job, choice: Choice, logits: np.ndarray) -> None:
+        token, info = choice.sampler.sample(logits, choice.output.mask())
+        self._take(job, choice, token, info)
+
+    def _take(self, job: Job, choice: Choice, token: int, info: LogprobInfo | None) -> None:
+        """Record a sampled token: grammar, end of generation, text and stops, limits."""
         request = job.request
-        mask = choice.output.mask()
-        token, info = choice.sampler.sample(logits, mask)
         choice.output.advance(token)
         if self.vocab.eog_mask[token]:
             job.finish_choice(choice, "stop")
