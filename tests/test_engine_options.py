@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,3 +64,46 @@ def test_server_answers_with_other_engine_options(tmp_path: Path, args: tuple[st
         assert body["choices"][0]["message"]["content"]
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def repeatable(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """bf16 KV: flash attention always takes its order-keeping kernel."""
+    server = Server(
+        Path(tmp_path_factory.mktemp("bf16")), "--model-name", MODEL, "--kv-type", "bf16"
+    ).start()
+    yield server
+    server.stop()
+
+
+def logprobs_of(completion: Any) -> list[tuple[str, float]]:
+    return [(e.token, e.logprob) for e in completion.choices[0].logprobs.content]
+
+
+def test_bf16_kv_repeats_across_the_prefix_cache_and_predictions(repeatable: Server) -> None:
+    client = repeatable.client()
+    messages = [
+        {"role": "system", "content": f"Session {uuid.uuid4()}. You write tidy Python."},
+        {"role": "user", "content": "Write a function that returns the squares of 1 to 10."},
+    ]
+    kwargs: dict[str, Any] = {"model": MODEL, "messages": messages, "temperature": 0}
+    cold = client.chat.completions.create(max_tokens=80, logprobs=True, **kwargs)
+    warm = client.chat.completions.create(max_tokens=80, logprobs=True, **kwargs)
+    assert cold.usage.prompt_tokens_details.cached_tokens < 5
+    assert warm.usage.prompt_tokens_details.cached_tokens == warm.usage.prompt_tokens - 1
+    assert logprobs_of(warm) == logprobs_of(cold)  # bit for bit, not just the text
+
+    text = cold.choices[0].message.content
+    edited = text[: len(text) // 2] + "# a wrong line\n" + text[len(text) // 2 + 10 :]
+    raw = client.chat.completions.with_raw_response.create(
+        max_tokens=80,
+        logprobs=True,
+        prediction={"type": "content", "content": edited},
+        **kwargs,
+    )
+    validate("CreateChatCompletionResponse", raw.http_response.json())
+    predicted = raw.parse()
+    assert logprobs_of(predicted) == logprobs_of(cold)
+    details = predicted.usage.completion_tokens_details
+    assert details.accepted_prediction_tokens > 0
+    assert details.rejected_prediction_tokens > 0

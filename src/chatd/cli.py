@@ -59,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--kv-type",
-        choices=("f16", "q8_0"),
+        choices=("f16", "bf16", "q8_0"),
         default=_env("KV_TYPE", "f16"),
-        help="KV cache element type: q8_0 halves its memory (env CHATD_KV_TYPE)",
+        help="KV cache element type: bf16 makes greedy output repeatable across the prefix "
+        "cache and predictions, q8_0 halves its memory (env CHATD_KV_TYPE)",
     )
     serve.add_argument(
         "--api-key",
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     if not 1 <= args.parallel <= 128:
         raise SystemExit("chatd: --parallel must be between 1 and 128")
-    if args.kv_type != "f16" and not args.flash_attn:
+    if args.kv_type == "q8_0" and not args.flash_attn:
         raise SystemExit("chatd: a quantized --kv-type needs flash attention (llama.cpp)")
     return Settings(
         host=args.host,

@@ -25,7 +25,7 @@ class Settings:
     queue_size: int = 256
     prefix_cache: bool = True
     flash_attn: bool = True
-    kv_type: str = "f16"  # or "q8_0"
+    kv_type: str = "f16"  # or "bf16", "q8_0"
     api_keys: list[str] = field(default_factory=list)
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None  # None = SQLite in data_dir

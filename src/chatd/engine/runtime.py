@@ -20,7 +20,11 @@ _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None
 llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
 
 
-KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}
+KV_TYPES = {
+    "f16": llama_cpp.GGML_TYPE_F16,
+    "bf16": 30,  # GGML_TYPE_BF16 (not exported by llama_cpp)
+    "q8_0": llama_cpp.GGML_TYPE_Q8_0,
+}
 
 
 class RuntimeError_(Exception):
