@@ -18,7 +18,7 @@ def test_window_grows_while_drafts_are_accepted_and_shrinks_after_a_miss() -> No
         drafted = len(draft.propose(100))
         draft.verified(drafted, drafted)
         sizes.append(len(draft.propose(100)))
-    assert sizes == [16, 32, MAX_DRAFT, MAX_DRAFT]
+    assert sizes == [16, MAX_DRAFT, MAX_DRAFT, MAX_DRAFT]
     draft.verified(MAX_DRAFT, 1)
     assert len(draft.propose(100)) == AFTER_MISS
     draft.verified(AFTER_MISS, 0)
