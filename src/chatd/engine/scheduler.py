@@ -22,6 +22,8 @@ from chatd.engine.sequence import Choice, Job, Mailbox
 
 log = logging.getLogger("chatd.engine")
 
+LONG_PREFILL = 512  # prompt tokens to evaluate that make idle cached prefixes worth evicting
+
 
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     n = min(len(a), len(b))
@@ -236,6 +238,24 @@ class Scheduler:
         if source is not None and shared > 0:
             self.runtime.seq_cp(source, job.choices[0].seq, 0, shared)
             job.prefill_pos = job.cached_tokens = shared
+        if len(job.prompt) - shared >= LONG_PREFILL:
+            self._shrink_cache(keep=source)
+
+    def _shrink_cache(self, keep: int | None) -> None:
+        """Evict idle prefixes down to a sixteenth of the context before a long prefill.
+
+        Flash attention scans the mask of every used cell for every prompt token, so
+        idle cells slow a long prompt (1,800 tokens: 8.0-9.1 s beside 2,800 cached cells,
+        7.1-7.5 s after this); `keep` (the prefix the prompt reuses) stays.
+        """
+        budget = self.runtime.n_ctx // 16
+        for seq in list(self.cache.entries):
+            if self.cache.size() <= budget:
+                return
+            if seq != keep:
+                self.cache.pop(seq)
+                self.runtime.seq_rm(seq)
+                self.free_seqs.append(seq)
 
     # -- one step -----------------------------------------------------------------
 
