@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
-from tests.conftest import MODEL
+from tests.conftest import MODEL, Server
 from tests.test_chat import create, stream
 from tests.test_constraints import top_schemas
 
@@ -402,7 +402,9 @@ def test_multi_turn_with_tool_results(client: openai.OpenAI) -> None:
     assert body["choices"][0]["finish_reason"] in ("stop", "length", "function_call")
 
 
-def test_streamed_tool_calls_equal_the_answer(client: openai.OpenAI) -> None:
+def test_streamed_tool_calls_equal_the_answer(steady: Server) -> None:
+    # compares two runs token for token: the server whose runs repeat (conftest.steady)
+    client = steady.client()
     kwargs: dict[str, Any] = {
         "messages": ASK_WEATHER,
         "tools": [WEATHER, CLOCK],
