@@ -423,7 +423,7 @@ class ConstrainedPlan:
 
 def plan_constrained(request: GenerationRequest, vocab: Vocab) -> ConstrainedPlan | None:
     """The plan for a request with structured output or tools; None when output is free."""
-    if response_schema(request.response_format) is None and not _tools_active(request):
+    if not needs_grammar(request):
         return None
     grammars = grammars_for(vocab)
     grammar = output_grammar(request, grammars)
@@ -438,6 +438,11 @@ def plan_constrained(request: GenerationRequest, vocab: Vocab) -> ConstrainedPla
         raise BackendError(f"Invalid grammar: {_short(str(exc))}", param) from None
 
 
+def needs_grammar(request: GenerationRequest) -> bool:
+    """Structured output or active tools: the request's output is constrained."""
+    return response_schema(request.response_format) is not None or _tools_active(request)
+
+
 def warm_up(vocab: Vocab) -> None:
     """Build the model's tokenizer now (about a second) rather than on the first request."""
     grammars_for(vocab)
@@ -448,6 +453,7 @@ __all__ = [
     "ConstrainedPlan",
     "Grammars",
     "grammars_for",
+    "needs_grammar",
     "output_grammar",
     "plan_constrained",
     "response_schema",

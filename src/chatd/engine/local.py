@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from chatd.backend import ContextLengthExceeded, Event, GenerationRequest
-from chatd.engine.constraints import warm_up
+from chatd.engine.constraints import needs_grammar, warm_up
 from chatd.engine.output import plan_output
 from chatd.engine.runtime import Runtime, default_model_path
 from chatd.engine.scheduler import Scheduler
@@ -84,7 +84,7 @@ class LocalBackend:
         return self.runtime.vocab.tokenize(text, special=True)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        if request.response_format or request.tools:
+        if needs_grammar(request):
             # compiling a grammar can take tens of milliseconds: not on the event loop
             plan = await asyncio.to_thread(plan_output, request, self.runtime.vocab)
         else:

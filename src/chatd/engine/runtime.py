@@ -213,16 +213,15 @@ class Runtime:
         view; others are gathered into a copy.
         """
         n_vocab = self.vocab.n_vocab
-        base = ctypes.cast(llama_cpp.llama_get_logits(self.ctx), ctypes.c_void_p).value or 0
+        pointer = llama_cpp.llama_get_logits(self.ctx)
+        base = ctypes.cast(pointer, ctypes.c_void_p).value or 0
         stride = 4 * n_vocab
         rows = [
             (ctypes.cast(llama_cpp.llama_get_logits_ith(self.ctx, i), ctypes.c_void_p).value - base)
             // stride
             for i in indices
         ]
-        table = np.ctypeslib.as_array(
-            llama_cpp.llama_get_logits(self.ctx), shape=(max(rows) + 1, n_vocab)
-        )
+        table = np.ctypeslib.as_array(pointer, shape=(max(rows) + 1, n_vocab))
         first = rows[0]
         if rows == list(range(first, first + len(rows))):
             return table[first : first + len(rows)]

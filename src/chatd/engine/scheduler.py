@@ -204,11 +204,12 @@ class Scheduler:
     def _reserve(self, n: int) -> bool:
         """Make n sequence ids free, evicting cached prefixes if needed."""
         while len(self.free_seqs) < n and self.cache.entries:
-            self._evict_oldest()
+            self._evict()
         return len(self.free_seqs) >= n
 
-    def _evict_oldest(self) -> None:
-        seq = self.cache.pop()
+    def _evict(self, seq: int | None = None) -> None:
+        """Drop cached prefix `seq` (default: the least recently used) and free its id."""
+        seq = self.cache.pop(seq)
         self.runtime.seq_rm(seq)
         self.free_seqs.append(seq)
 
@@ -253,9 +254,7 @@ class Scheduler:
             if self.cache.size() <= budget:
                 return
             if seq != keep:
-                self.cache.pop(seq)
-                self.runtime.seq_rm(seq)
-                self.free_seqs.append(seq)
+                self._evict(seq)
 
     # -- one step -----------------------------------------------------------------
 
@@ -362,7 +361,7 @@ class Scheduler:
         if status < 0:
             raise RuntimeError(f"llama_decode failed with {status}")
         if self.cache.entries:
-            self._evict_oldest()
+            self._evict()
             return
         victim = max(self.running, key=lambda j: max((c.pos for c in j.choices), default=0))
         log.warning("KV cache full: ending the longest request with finish_reason length")
@@ -457,11 +456,9 @@ class Scheduler:
         n_kv = self.runtime.seq_pos_max(choice.seq) + 1
         tokens = tokens[:n_kv]
         for seq in self.cache.covered(tokens):
-            self.cache.pop(seq)
-            self.runtime.seq_rm(seq)
-            self.free_seqs.append(seq)
+            self._evict(seq)
         self.cache.add(choice.seq, tokens, key)
         # llama.cpp attends over the whole used range of cells: idle prefixes slow every
         # step, so the cache keeps at most a quarter of the context.
         while len(self.cache.entries) > 1 and self.cache.size() > self.runtime.n_ctx // 4:
-            self._evict_oldest()
+            self._evict()
