@@ -236,7 +236,9 @@ def test_logit_bias_bans_and_forces(client: openai.OpenAI) -> None:
     assert first
 
 
-def test_penalties_change_output(client: openai.OpenAI) -> None:
+def test_penalties_change_output(steady: Server) -> None:
+    # compares two runs: on the shared server a cached prompt can change the greedy text
+    client = steady.client()
     messages = [{"role": "user", "content": "Repeat the word cat many times."}]
     plain = create(client, messages=messages, temperature=0, max_tokens=30)
     penalised = create(
