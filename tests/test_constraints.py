@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chatd.api.schemas import response_format_of
 from chatd.backend import (
     BackendError,
     Event,
@@ -165,6 +166,8 @@ def calls(events: list[Event]) -> list[dict[str, Any]]:
 
 
 def ask(text: str, **kwargs: Any) -> GenerationRequest:
+    if isinstance(kwargs.get("response_format"), dict):
+        kwargs["response_format"] = response_format_of(kwargs["response_format"])
     return GenerationRequest(model="m", messages=[{"role": "user", "content": text}], **kwargs)
 
 

@@ -7,73 +7,22 @@ everything but the model is real.
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
-from chatd.backend import Event, Finish, GenerationRequest, TextDelta, Usage
 from chatd.config import Settings
-from tests.conftest import free_port
+from tests.inproc import EchoBackend, ThreadServer
 from tests.schema import validate
 from tests.store_support import database_url  # noqa: F401
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KEYS = ("key-a", "key-b")
-
-
-class EchoBackend:
-    """Answers with the last message's text, a word per event."""
-
-    model_ids = ["echo", "echo-alias"]
-    system_fingerprint = "fp_echo"
-    owned_by = "chatd"
-
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        content = request.messages[-1].get("content")
-        text = content if isinstance(content, str) else "parts"
-        words = text.split(" ")
-        for i, word in enumerate(words):
-            yield TextDelta(0, word if i == 0 else " " + word)
-        yield Finish(0, "stop")
-        yield Usage(prompt_tokens=len(request.messages), completion_tokens=len(words))
-
-    async def close(self) -> None:
-        pass
-
-
-class ThreadServer:
-    """uvicorn serving an app on a free port from a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(app, port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ThreadServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +34,7 @@ def api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         data_dir=tmp_path_factory.mktemp("data") / "chatd",
         database_url=None if database_url.startswith("sqlite") else database_url,
     )
-    with ThreadServer(create_app(settings, backends=[EchoBackend()])) as server:
+    with ThreadServer(create_app(settings, lambda _: [EchoBackend()])) as server:
         yield server.url
 
 

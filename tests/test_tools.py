@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from chatd.backend import (
     GenerationRequest,
+    ResponseFormat,
     TextDelta,
     TokenLogprob,
     ToolCallDelta,
@@ -237,7 +238,7 @@ def test_prepare_messages_legacy_and_new_system() -> None:
     request = GenerationRequest(
         model="m",
         messages=[{"role": "user", "content": "hi"}],
-        response_format={"type": "json_object"},
+        response_format=ResponseFormat(type="json_object"),
     )
     out = prepare_messages(request)
     assert out[0] == {"role": "system", "content": "Respond with a JSON object."}

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from chatd.api.errors import APIError
-from chatd.api.schemas import JSON_ERROR, ChatRequest, parse_chat_request
+from chatd.api.schemas import JSON_ERROR, ChatRequest
+from tests.validation_support import check_request
 
 EXAMPLES = json.loads((Path(__file__).parent / "fixtures" / "error_examples.json").read_text())
 USER = {"role": "user", "content": "Hi"}
@@ -20,7 +21,6 @@ SKIPPED = {
     "frequency_penalty=2+reasoning_effort=low": "chatd knows reasoning_effort (accepts 'none', "
     "refuses other values as unsupported_value); gpt-4 did not know the field",
     "prediction=Hello+store=true": "chatd supports predicted outputs",
-    'logprobs=false+metadata={"foo":"bar"}': "the current API accepts metadata without store",
     "presence_penalty=1+response_format=[object Object]": "chatd supports json_object",
     "modalities=text": "a rule of the audio-only model gpt-4o-audio-preview",
     "model=foo": "unknown models are the router's 404, decided after validation",
@@ -34,12 +34,12 @@ def body(**fields: Any) -> bytes:
 
 
 def parse(**fields: Any) -> ChatRequest:
-    return parse_chat_request(body(**fields))
+    return check_request(body(**fields))
 
 
 def error(raw: bytes, **kwargs: Any) -> dict[str, Any]:
     with pytest.raises(APIError) as info:
-        parse_chat_request(raw, **kwargs)
+        check_request(raw, **kwargs)
     assert info.value.status == 400
     return info.value.body()["error"]
 
@@ -67,7 +67,7 @@ def test_recorded_openai_error(example: dict[str, Any]) -> None:
     if example["scenario"] in SKIPPED:
         pytest.skip(SKIPPED[example["scenario"]])
     with pytest.raises(APIError) as info:
-        parse_chat_request(json.dumps(example["request"]).encode())
+        check_request(json.dumps(example["request"]).encode())
     assert info.value.status == example["status"]
     assert info.value.body() == example["body"]
 
@@ -317,9 +317,14 @@ def test_metadata() -> None:
         "Invalid type for 'metadata.k': expected a string, but got an integer instead.",
         metadata={"k": 7},
     )
-    request = parse(metadata={"k": "v"})
+    fails(
+        "metadata",
+        None,
+        "The 'metadata' parameter is only allowed when 'store' is enabled.",
+        metadata={"k": "v"},
+    )
+    request = parse(metadata={"k": "v"}, store=True)
     assert request.metadata == {"k": "v"}
-    assert request.store is False
     assert parse(metadata={str(i): "v" for i in range(16)}, store=True).store is True
     assert parse().metadata is None
 

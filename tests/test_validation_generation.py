@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatd.api.errors import APIError
-from chatd.backend import SamplingParams, ToolChoice, ToolSpec
+from chatd.backend import ResponseFormat, SamplingParams, ToolChoice, ToolSpec
 from tests.test_validation import BASE, USER, custom_tool, function_tool, parse
 
 
@@ -152,8 +152,11 @@ def test_response_format_and_prediction() -> None:
             "description": "d",
         },
     }
-    assert parse(response_format=fmt).to_generation("m").response_format == fmt
-    assert parse(response_format={"type": "json_object"}).response_format == {"type": "json_object"}
+    assert parse(response_format=fmt).to_generation("m").response_format == ResponseFormat(
+        type="json_schema", schema={"type": "object"}, name="n", description="d", strict=True
+    )
+    json_object = parse(response_format={"type": "json_object"}).to_generation("m")
+    assert json_object.response_format == ResponseFormat(type="json_object")
     text = {"type": "content", "content": "abc"}
     parts = {
         "type": "content",

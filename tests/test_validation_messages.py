@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from chatd.api.errors import APIError
-from chatd.api.schemas import parse_chat_request
+from tests.validation_support import check_request
 
 USER = {"role": "user", "content": "Hi"}
 ROLES = "'system', 'assistant', 'user', 'function', 'tool', and 'developer'"
@@ -18,13 +18,13 @@ CONTENT_TYPE = "one of a string or array of objects"
 def error(messages: list[Any], **kwargs: Any) -> tuple[str | None, str | None, str]:
     raw = json.dumps({"model": "m", "messages": messages}).encode()
     with pytest.raises(APIError) as info:
-        parse_chat_request(raw, **kwargs)
+        check_request(raw, **kwargs)
     return info.value.param, info.value.code, info.value.message
 
 
 def accepts(messages: list[Any], **kwargs: Any) -> list[dict[str, Any]]:
     raw = json.dumps({"model": "m", "messages": messages}).encode()
-    return parse_chat_request(raw, **kwargs).messages
+    return check_request(raw, **kwargs).messages
 
 
 def call(call_id: str, name: str = "f") -> dict[str, Any]:

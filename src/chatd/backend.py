@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
@@ -49,6 +49,17 @@ class ToolChoice:
 
 
 @dataclass(slots=True)
+class ResponseFormat:
+    """What the content must be: free text, any JSON object, or JSON matching `schema`."""
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    schema: dict[str, Any] | None = None  # json_schema only; None = any JSON
+    name: str = "response"
+    description: str | None = None
+    strict: bool = False
+
+
+@dataclass(slots=True)
 class GenerationRequest:
     """A validated chat request in the form a backend needs."""
 
@@ -65,11 +76,32 @@ class GenerationRequest:
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool = True
     legacy_functions: bool = False  # request used functions/function_call
-    response_format: dict[str, Any] | None = (
-        None  # {"type": "text"|"json_object"|"json_schema", ...}
-    )
+    response_format: ResponseFormat | None = None
     prediction: str | None = None  # predicted output text
     prompt_cache_key: str | None = None
+    # fields a remote API may use and the local engine does not (user, metadata,
+    # service_tier, reasoning_effort, audio, ...), as the client sent them
+    passthrough: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What one model can do; the API layer checks a request against it after routing."""
+
+    input_modalities: frozenset[str] = frozenset({"text"})  # and "image", "audio", "file"
+    audio_output: bool = False
+    reasoning_efforts: frozenset[str] | None = frozenset({"none"})  # None = any
+    # request fields this model refuses when they are set to anything but their default
+    unsupported: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One entry of `GET /v1/models`."""
+
+    id: str
+    owned_by: str
+    created: int | None = None  # None = when the server started
 
 
 @dataclass(slots=True)
@@ -88,12 +120,30 @@ class TokenLogprob:
 
 
 @dataclass(slots=True)
+class Start:
+    """Opens every event stream: what the envelope of the answer says."""
+
+    model: str
+    system_fingerprint: str | None = None
+    service_tier: str | None = "default"
+    headers: dict[str, str] = field(default_factory=dict)  # for the client (x-request-id, ...)
+
+
+@dataclass(slots=True)
 class TextDelta:
     """New content text of choice `index` (with the logprobs of the tokens it came from)."""
 
     index: int
     text: str
     logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass(slots=True)
+class RefusalDelta:
+    """New refusal text of choice `index`: the model declined to answer."""
+
+    index: int
+    text: str
 
 
 @dataclass(slots=True)
@@ -128,21 +178,32 @@ class Usage:
     cached_tokens: int = 0
     accepted_prediction_tokens: int = 0
     rejected_prediction_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
-Event = TextDelta | ToolCallDelta | Finish | Usage
+Event = Start | TextDelta | RefusalDelta | ToolCallDelta | Finish | Usage
 
 
 class BackendError(Exception):
-    """A request the backend refuses; the API layer turns it into a 400 error object."""
+    """A request a backend refuses or cannot serve, in the terms of the API's error object."""
 
-    status = 400
-
-    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        *,
+        status: int = 400,
+        type: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        self.status = status
+        self.type = type
+        self.headers = headers or {}
 
 
 class ContextLengthExceeded(BackendError):
@@ -164,27 +225,46 @@ class ContextLengthExceeded(BackendError):
 
 
 class BackendOverloaded(BackendError):
-    """The wait queue is full: the API answers 429 with Retry-After."""
+    """The backend's wait queue is full: 429, try again shortly."""
 
-    status = 429
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(
+            message,
+            code="rate_limit_exceeded",
+            status=429,
+            type="requests",
+            headers={"retry-after": str(retry_after_s)},
+        )
+
+
+class GenerationFailed(BackendError):
+    """The backend failed after it had started answering."""
+
+    def __init__(self, message: str = "The model failed while generating the answer.") -> None:
+        super().__init__(message, status=500, type="server_error")
 
 
 class Backend(Protocol):
-    """Anything that turns a GenerationRequest into events."""
+    """Anything that turns a GenerationRequest into events.
 
-    @property
-    def model_ids(self) -> list[str]:
-        """The ids (name and aliases) this backend answers to."""
+    `generate` yields `Start` first, then the answer's events, `Usage` last; it raises
+    BackendError before `Start` for a request it refuses, and may raise any exception
+    later (the API layer then ends the answer as failed). `aclose()` cancels.
+    """
+
+    def list_models(self) -> list[ModelInfo]:
+        """The models (ids and aliases) this backend answers to."""
         ...
 
-    @property
-    def system_fingerprint(self) -> str: ...
+    def capabilities(self, model: str) -> Capabilities: ...
 
-    @property
-    def owned_by(self) -> str: ...
-
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        """Yield events; aclose() cancels. Raises BackendError before the first event."""
-        ...
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Event]: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsStats(Protocol):
+    """A backend with gauges and counters for /metrics (names ending in _total are counters)."""
+
+    def stats(self) -> dict[str, float]: ...

@@ -105,8 +105,9 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from chatd.api.app import create_app
+    from chatd.backends import build_backends
 
-    app = create_app(settings)
+    app = create_app(settings, build_backends)
     uvicorn.run(
         app,
         host=settings.host,

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
-from chatd.api.errors import model_not_found
-from chatd.backend import Backend
+from chatd.backend import Backend, BackendError, ModelInfo
+
+
+class UnknownModel(BackendError):
+    """No backend answers to this model (or the caller may not use it)."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"The model `{model}` does not exist or you do not have access to it.",
+            code="model_not_found",
+            status=404,
+        )
+        self.model = model
+
+
+class DuplicateModel(ValueError):
+    """Two backends claim one model id: a configuration error found at start-up."""
 
 
 class Router:
@@ -11,19 +26,29 @@ class Router:
 
     def __init__(self, backends: list[Backend]) -> None:
         self.backends = backends
-        self.by_id: dict[str, Backend] = {}
+        self.by_id: dict[str, tuple[Backend, ModelInfo]] = {}
         for backend in backends:
-            for model_id in backend.model_ids:
-                self.by_id.setdefault(model_id, backend)
+            for info in backend.list_models():
+                if info.id in self.by_id:
+                    raise DuplicateModel(f"model id {info.id!r} is served by two backends")
+                self.by_id[info.id] = (backend, info)
+
+    def find(self, model: str) -> Backend | None:
+        entry = self.by_id.get(model)
+        return entry[0] if entry else None
 
     def resolve(self, model: str) -> Backend:
-        backend = self.by_id.get(model)
+        backend = self.find(model)
         if backend is None:
-            raise model_not_found(model)
+            raise UnknownModel(model)
         return backend
 
-    def model_ids(self) -> list[tuple[str, Backend]]:
-        return list(self.by_id.items())
+    def info(self, model: str) -> ModelInfo | None:
+        entry = self.by_id.get(model)
+        return entry[1] if entry else None
+
+    def models(self) -> list[ModelInfo]:
+        return [info for _, info in self.by_id.values()]
 
     async def close(self) -> None:
         for backend in self.backends:

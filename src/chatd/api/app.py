@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,10 +17,10 @@ from chatd.api import chat, metrics, models, stored
 from chatd.api.auth import AuthMiddleware
 from chatd.api.errors import (
     APIError,
+    UnexpectedErrorMiddleware,
     handle_api_error,
     handle_backend_error,
     handle_http_exception,
-    handle_unexpected,
 )
 from chatd.api.responses import json_response
 from chatd.backend import Backend, BackendError
@@ -33,29 +33,16 @@ async def health(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
-def local_backend(settings: Settings) -> Backend:
-    from chatd.engine.local import LocalBackend
-
-    return LocalBackend(
-        settings.model,
-        model_names=settings.model_names or None,
-        n_ctx=settings.ctx,
-        n_threads=settings.threads,
-        parallel=settings.parallel,
-        queue_size=settings.queue_size,
-        prefix_cache=settings.prefix_cache,
-        flash_attn=settings.flash_attn,
-        kv_type=settings.kv_type,
-    )
+BackendFactory = Callable[[Settings], list[Backend]]
 
 
-def create_app(settings: Settings, backends: list[Backend] | None = None) -> Starlette:
-    """The app for `settings`; `backends` defaults to the local llama.cpp engine."""
+def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
+    """The app for `settings`, serving the backends that `backends(settings)` builds at start."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        app.state.router = Router(backends if backends is not None else [local_backend(settings)])
+        app.state.router = Router(backends(settings))
         app.state.started = int(time.time())
         app.state.store = create_store(settings)
         await app.state.store.start()
@@ -73,12 +60,14 @@ def create_app(settings: Settings, backends: list[Backend] | None = None) -> Sta
             *models.routes,
             *metrics.routes,
         ],
-        middleware=[Middleware(AuthMiddleware, api_keys=settings.api_keys)],
+        middleware=[
+            Middleware(UnexpectedErrorMiddleware),
+            Middleware(AuthMiddleware, api_keys=settings.api_keys),
+        ],
         exception_handlers={
             APIError: handle_api_error,
             BackendError: handle_backend_error,
             HTTPException: handle_http_exception,
-            Exception: handle_unexpected,
         },
         lifespan=lifespan,
     )

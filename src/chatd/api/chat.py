@@ -12,66 +12,69 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from chatd.api.completion import ChunkEncoder, CompletionBuilder, Envelope
-from chatd.api.errors import APIError
+from chatd.api.capabilities import check_capabilities
+from chatd.api.completion import ChunkEncoder, CompletionBuilder, Envelope, check_event
+from chatd.api.errors import APIError, from_backend_error, server_error
 from chatd.api.responses import json_response
 from chatd.api.schemas import ChatRequest, parse_chat_request
 from chatd.api.sse import DONE, sse_error, sse_event
-from chatd.backend import Event
+from chatd.backend import BackendError, Event, GenerationFailed, Start
 from chatd.router import Router
 
 log = logging.getLogger("chatd")
 
-INCOMPLETE = APIError(
-    "The server had an error while processing your request. Sorry about that!",
-    status=500,
-    type="server_error",
-)
+INCOMPLETE = "The model's answer ended before it was complete."
+STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 async def create_chat_completion(request: Request) -> Response:
     chat = parse_chat_request(await request.body())
     router: Router = request.app.state.router
     backend = router.resolve(chat.model)
+    check_capabilities(chat.raw, backend.capabilities(chat.model))
     generation = chat.to_generation(chat.model)
-    envelope = Envelope(
-        model=chat.model,
-        system_fingerprint=backend.system_fingerprint,
-        n=generation.n,
-        logprobs=generation.logprobs,
-        legacy_functions=generation.legacy_functions,
-    )
     events = aiter(backend.generate(generation))
-    try:
-        first = await anext(events)
-    except StopAsyncIteration:
-        raise INCOMPLETE from None
+    # the status line waits for Start, so a refused request is a real HTTP error
+    start = await _start(events)
+    envelope = Envelope.of(start, generation.n, generation.logprobs, generation.legacy_functions)
     if chat.stream:
-        body = stream_events(request, chat, envelope, first, events)
+        body = stream_events(request, chat, envelope, events)
         return StreamingResponse(
-            body,
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            body, media_type="text/event-stream", headers={**start.headers, **STREAM_HEADERS}
         )
     builder = CompletionBuilder(envelope)
-    builder.add(first)
     if not await collect_unless_disconnected(request, events, builder):
         return Response(status_code=499)
     if not builder.complete:
-        raise INCOMPLETE
+        raise GenerationFailed(INCOMPLETE)
     completion = builder.result()
     if chat.store:
         await save(request, chat, completion)
-    return json_response(completion)
+    response = json_response(completion)
+    response.headers.update(start.headers)
+    return response
+
+
+async def _start(events: AsyncIterator[Event]) -> Start:
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        raise GenerationFailed(INCOMPLETE) from None
+    if not isinstance(first, Start):
+        await _close(events)
+        raise GenerationFailed(f"The backend began with {type(first).__name__}, not Start.")
+    return first
 
 
 async def collect_unless_disconnected(
     request: Request, events: AsyncIterator[Event], builder: CompletionBuilder
 ) -> bool:
     """Drain events into builder; False (and the generation cancelled) if the client left."""
+    n = builder.envelope.n
 
     async def drain() -> None:
         async for event in events:
+            check_event(event, n)
             builder.add(event)
 
     async def disconnected() -> None:
@@ -84,46 +87,52 @@ async def collect_unless_disconnected(
         await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watch.cancel()
-    if work.done():
-        work.result()
-        return True
-    work.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await work
-    return False
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+        await _close(events)
+    if work.cancelled():
+        return False
+    work.result()
+    return True
 
 
 async def stream_events(
-    request: Request,
-    chat: ChatRequest,
-    envelope: Envelope,
-    first: Event,
-    events: AsyncIterator[Event],
+    request: Request, chat: ChatRequest, envelope: Envelope, events: AsyncIterator[Event]
 ) -> AsyncIterator[bytes]:
+    """The chunks of one answer; `[DONE]` only after a complete one, an error event otherwise."""
     encoder = ChunkEncoder(envelope, chat.include_usage)
     builder = CompletionBuilder(envelope) if chat.store else None
     try:
         yield b"".join(sse_event(chunk) for chunk in encoder.opening())
-        pending: Event | None = first
-        while pending is not None:
+        async for event in events:
+            check_event(event, envelope.n)
             if builder is not None:
-                builder.add(pending)
-            chunk = encoder.encode(pending)
+                builder.add(event)
+            chunk = encoder.encode(event)
             if chunk is not None:
                 yield sse_event(chunk)
-            pending = await anext(events, None)
+        if not encoder.complete:
+            raise GenerationFailed(INCOMPLETE)
         if builder is not None:
-            if not builder.complete:
-                yield sse_error(INCOMPLETE)
-                return
             await save(request, chat, builder.result())
         yield DONE
+    except BackendError as exc:
+        yield sse_error(from_backend_error(exc))
     except APIError as exc:
         yield sse_error(exc)
+    except Exception:
+        log.exception("stream of %s failed", envelope.id)
+        yield sse_error(server_error())
     finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await _close(events)
+
+
+async def _close(events: AsyncIterator[Event]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def save(request: Request, chat: ChatRequest, completion: dict[str, Any]) -> None:
@@ -131,4 +140,6 @@ async def save(request: Request, chat: ChatRequest, completion: dict[str, Any]) 
     await store.save(owner=request.state.principal, request=chat.raw, completion=completion)
 
 
-routes = [Route("/v1/chat/completions", create_chat_completion, methods=["POST"])]
+routes = [
+    Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
+]

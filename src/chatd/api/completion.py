@@ -8,7 +8,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatd.backend import Event, Finish, TextDelta, TokenLogprob, ToolCallDelta, Usage
+from chatd.backend import (
+    Event,
+    Finish,
+    GenerationFailed,
+    RefusalDelta,
+    Start,
+    TextDelta,
+    TokenLogprob,
+    ToolCallDelta,
+    Usage,
+)
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -19,16 +29,37 @@ def completion_id() -> str:
 
 @dataclass(slots=True)
 class Envelope:
-    """What every object of one completion shares."""
+    """What every object of one completion shares: the backend's `Start`, the request's shape."""
 
     model: str
-    system_fingerprint: str
+    system_fingerprint: str | None
     n: int
     logprobs: bool
     legacy_functions: bool
-    service_tier: str = "default"
+    service_tier: str | None = "default"
     id: str = field(default_factory=completion_id)
     created: int = field(default_factory=lambda: int(time.time()))
+
+    @classmethod
+    def of(cls, start: Start, n: int, logprobs: bool, legacy_functions: bool) -> Envelope:
+        return cls(
+            model=start.model,
+            system_fingerprint=start.system_fingerprint,
+            n=n,
+            logprobs=logprobs,
+            legacy_functions=legacy_functions,
+            service_tier=start.service_tier,
+        )
+
+
+def check_event(event: object, n: int) -> None:
+    """Raise GenerationFailed for an event no backend should send after `Start`."""
+    if isinstance(event, Usage):
+        return
+    if not isinstance(event, TextDelta | RefusalDelta | ToolCallDelta | Finish):
+        raise GenerationFailed(f"The backend sent an unexpected event: {type(event).__name__}.")
+    if not (isinstance(event.index, int) and 0 <= event.index < n):
+        raise GenerationFailed(f"The backend sent an event for choice {event.index!r} of {n}.")
 
 
 def logprob_dict(entry: TokenLogprob) -> dict[str, Any]:
@@ -49,7 +80,7 @@ def usage_dict(usage: Usage) -> dict[str, Any]:
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": usage.reasoning_tokens,
             "audio_tokens": 0,
             "accepted_prediction_tokens": usage.accepted_prediction_tokens,
             "rejected_prediction_tokens": usage.rejected_prediction_tokens,
@@ -58,10 +89,11 @@ def usage_dict(usage: Usage) -> dict[str, Any]:
 
 
 class _ChoiceState:
-    __slots__ = ("calls", "content", "finish_reason", "logprobs")
+    __slots__ = ("calls", "content", "finish_reason", "logprobs", "refusal")
 
     def __init__(self) -> None:
         self.content: list[str] = []
+        self.refusal: list[str] = []
         self.logprobs: list[dict[str, Any]] = []
         self.calls: dict[int, dict[str, Any]] = {}
         self.finish_reason: str | None = None
@@ -81,6 +113,8 @@ class CompletionBuilder:
             state.content.append(event.text)
             if event.logprobs:
                 state.logprobs.extend(logprob_dict(e) for e in event.logprobs)
+        elif isinstance(event, RefusalDelta):
+            self.choices[event.index].refusal.append(event.text)
         elif isinstance(event, ToolCallDelta):
             state = self.choices[event.index]
             call = state.calls.setdefault(event.call_index, {"arguments": []})
@@ -100,10 +134,11 @@ class CompletionBuilder:
 
     def _message(self, state: _ChoiceState) -> dict[str, Any]:
         text = "".join(state.content)
+        refusal = "".join(state.refusal)
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": text if text or not state.calls else None,
-            "refusal": None,
+            "content": text if text or not (state.calls or refusal) else None,
+            "refusal": refusal or None,
             "annotations": [],
         }
         calls = [state.calls[k] for k in sorted(state.calls)]
@@ -128,7 +163,7 @@ class CompletionBuilder:
             }
             for i, state in enumerate(self.choices)
         ]
-        return {
+        completion = {
             "id": env.id,
             "object": "chat.completion",
             "created": env.created,
@@ -138,6 +173,9 @@ class CompletionBuilder:
             "service_tier": env.service_tier,
             "system_fingerprint": env.system_fingerprint,
         }
+        if env.system_fingerprint is None:  # a string when present, never null (the spec)
+            del completion["system_fingerprint"]
+        return completion
 
 
 def _tool_call(call: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +200,13 @@ class ChunkEncoder:
         self.envelope = envelope
         self.include_usage = include_usage
         self.kinds: dict[tuple[int, int], str] = {}
+        self.finished: set[int] = set()
+        self.usage_seen = False
+
+    @property
+    def complete(self) -> bool:
+        """Whether every choice finished and usage came: only then may a stream say [DONE]."""
+        return self.usage_seen and len(self.finished) == self.envelope.n
 
     def _chunk(self, choices: list[dict[str, Any]], usage: Any = None) -> dict[str, Any]:
         env = self.envelope
@@ -174,6 +219,8 @@ class ChunkEncoder:
             "system_fingerprint": env.system_fingerprint,
             "choices": choices,
         }
+        if env.system_fingerprint is None:
+            del chunk["system_fingerprint"]
         if self.include_usage:
             chunk["usage"] = usage
         return chunk
@@ -201,10 +248,14 @@ class ChunkEncoder:
             return self._chunk([self._choice(event.index, delta, event.logprobs)])
         if isinstance(event, ToolCallDelta):
             return self._chunk([self._choice(event.index, self._call_delta(event), event.logprobs)])
+        if isinstance(event, RefusalDelta):
+            return self._chunk([self._choice(event.index, {"refusal": event.text})])
         if isinstance(event, Finish):
+            self.finished.add(event.index)
             return self._chunk([self._choice(event.index, {}, finish_reason=event.reason)])
-        if isinstance(event, Usage) and self.include_usage:
-            return self._chunk([], usage_dict(event))
+        if isinstance(event, Usage):
+            self.usage_seen = True
+            return self._chunk([], usage_dict(event)) if self.include_usage else None
         return None
 
     def _call_delta(self, event: ToolCallDelta) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatd.backend import BackendError
 
@@ -55,22 +56,22 @@ class APIError(Exception):
 
 
 def from_backend_error(exc: BackendError) -> APIError:
-    if exc.status == 429:
-        return APIError(
-            exc.message,
-            status=429,
-            type="requests",
-            code="rate_limit_exceeded",
-            headers={"retry-after": "1"},
-        )
-    return APIError(exc.message, status=exc.status, param=exc.param, code=exc.code)
-
-
-def model_not_found(model: str) -> APIError:
     return APIError(
-        f"The model `{model}` does not exist or you do not have access to it.",
-        status=404,
-        code="model_not_found",
+        exc.message,
+        status=exc.status,
+        type=exc.type,
+        param=exc.param,
+        code=exc.code,
+        headers=exc.headers,
+    )
+
+
+def server_error() -> APIError:
+    """The generic 500: what went wrong is in the log, not in the answer."""
+    return APIError(
+        "The server had an error while processing your request. Sorry about that!",
+        status=500,
+        type="server_error",
     )
 
 
@@ -103,10 +104,31 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return APIError(str(exc.detail), status=exc.status_code).response()
 
 
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return APIError(
-        "The server had an error while processing your request. Sorry about that!",
-        status=500,
-        type="server_error",
-    ).response()
+class UnexpectedErrorMiddleware:
+    """Answers an unhandled exception with the OpenAI 500 object and keeps the connection.
+
+    Starlette's own last-resort handler re-raises after answering, and the server then
+    drops the connection, so a keep-alive client's next request would fail too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            if started:  # too late for an error object: the server ends the connection
+                raise
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            await server_error().response()(scope, receive, send)

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from chatd.backend import SupportsStats
 from chatd.router import Router
 
 
@@ -22,11 +23,10 @@ class BackendCollector:
     def collect(self) -> Iterator[Metric]:
         families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
         for backend in self.router.backends:
-            stats = getattr(backend, "stats", None)
-            if stats is None:
+            if not isinstance(backend, SupportsStats):
                 continue
-            model = backend.model_ids[0]
-            for name, value in stats().items():
+            model = backend.list_models()[0].id
+            for name, value in backend.stats().items():
                 family = families.get(name)
                 if family is None:
                     if name.endswith("_total"):

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from chatd.api.errors import APIError
 from chatd.api.metadata import validate_metadata
-from chatd.api.validate_messages import check_messages, check_readable, check_tool_sequence
+from chatd.api.validate_messages import check_messages, check_tool_sequence
 from chatd.api.validate_tools import (
     check_function_call,
     check_functions,
@@ -29,10 +28,8 @@ from chatd.api.validation import (
     is_number,
     missing,
     quoted,
-    unsupported_parameter,
-    unsupported_value,
 )
-from chatd.backend import GenerationRequest, SamplingParams
+from chatd.backend import GenerationRequest, ResponseFormat, SamplingParams
 
 JSON_ERROR = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
@@ -46,7 +43,6 @@ VERBOSITIES = ("low", "medium", "high")
 CACHE_RETENTIONS = ("in_memory", "24h")
 AUDIO_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm16")
 MODALITIES = ("text", "audio")
-TEXT_MODALITIES = ("text",)
 INT64 = 2**63
 _TOKEN_ID = re.compile(r"[0-9]+")
 _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -138,25 +134,58 @@ class ChatRequest:
             tool_choice=resolve_tool_choice(self.raw),
             parallel_tool_calls=self.parallel_tool_calls is not False,
             legacy_functions=self.functions is not None,
-            response_format=self.response_format,
+            response_format=response_format_of(self.response_format),
             prediction=self.prediction_text,
             prompt_cache_key=self.prompt_cache_key,
+            passthrough={
+                key: self.raw[key] for key in PASSTHROUGH if self.raw.get(key) is not None
+            },
         )
 
 
 FIELDS = frozenset(f.name for f in fields(ChatRequest)) - {"raw"}
+# fields the local engine does not use, carried for remote APIs as the client sent them
+PASSTHROUGH = (
+    "user",
+    "safety_identifier",
+    "metadata",
+    "store",
+    "service_tier",
+    "reasoning_effort",
+    "verbosity",
+    "modalities",
+    "audio",
+    "web_search_options",
+    "moderation",
+    "prompt_cache_retention",
+    "prompt_cache_options",
+    "stream_options",
+)
+
+
+def response_format_of(raw: dict[str, Any] | None) -> ResponseFormat | None:
+    if raw is None:
+        return None
+    if raw["type"] != "json_schema":
+        return ResponseFormat(type=raw["type"])
+    spec = raw.get("json_schema") or {}
+    return ResponseFormat(
+        type="json_schema",
+        schema=spec.get("schema"),
+        name=spec.get("name", "response"),
+        description=spec.get("description"),
+        strict=bool(spec.get("strict")),
+    )
 
 
 def _float(value: float | None, default: float) -> float:
     return default if value is None else float(value)
 
 
-def parse_chat_request(
-    body: bytes, *, input_modalities: Collection[str] = TEXT_MODALITIES
-) -> ChatRequest:
-    """Validate a request body the way the OpenAI API does; raise APIError on the first fault.
+def parse_chat_request(body: bytes) -> ChatRequest:
+    """Validate a request body against the spec, as the OpenAI API does; APIError on a fault.
 
-    `input_modalities` is what the model reads: "text" and any of "image", "audio", "file".
+    What the chosen model can do is checked after routing (`api.capabilities`).
     """
     raw = _decode(body)
     if "model" not in raw:
@@ -169,8 +198,6 @@ def parse_chat_request(
     values = _check_fields(Obj(raw))
     _check_combinations(raw)
     check_tool_sequence(raw["messages"])
-    _check_supported(raw)
-    check_readable(raw["messages"], input_modalities)
     return ChatRequest(raw=raw, **values)
 
 
@@ -419,21 +446,14 @@ def _check_combinations(raw: dict[str, Any]) -> None:
             param="max_tokens",
             code="invalid_parameter_combination",
         )
-    for key, needs in (("top_logprobs", "logprobs"), ("stream_options", "stream")):
-        if raw.get(key) is not None and raw.get(needs) is not True:
-            raise APIError(
-                f"The '{key}' parameter is only allowed when '{needs}' is enabled.", param=key
-            )
+    _needs(raw, "top_logprobs", "logprobs")
+    _needs(raw, "stream_options", "stream")
     check_tool_references(raw)
+    _needs(raw, "metadata", "store")
 
 
-def _check_supported(raw: dict[str, Any]) -> None:
-    """Features this model does not have."""
-    for key in ("audio", "web_search_options", "verbosity", "moderation"):
-        if raw.get(key) is not None:
-            raise unsupported_parameter(key)
-    if "audio" in (raw.get("modalities") or ()):
-        raise unsupported_value("modalities", "audio", TEXT_MODALITIES)
-    effort = raw.get("reasoning_effort")
-    if effort not in (None, "none"):
-        raise unsupported_value("reasoning_effort", effort, ("none",))
+def _needs(raw: dict[str, Any], key: str, needs: str) -> None:
+    if raw.get(key) is not None and raw.get(needs) is not True:
+        raise APIError(
+            f"The '{key}' parameter is only allowed when '{needs}' is enabled.", param=key
+        )

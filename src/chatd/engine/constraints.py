@@ -50,6 +50,7 @@ from chatd.backend import (
     Event,
     FinishReason,
     GenerationRequest,
+    ResponseFormat,
     TextDelta,
     TokenLogprob,
     ToolChoice,
@@ -183,21 +184,13 @@ def _short(error: str) -> str:
     return error.split("\n<state>")[0].split("\n<grammar>")[0].strip()
 
 
-def response_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+def response_schema(response_format: ResponseFormat | None) -> dict[str, Any] | None:
     """The schema the content must follow, or None for free text."""
-    kind = (response_format or {}).get("type", "text")
-    if kind == "json_object":
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
         return {"type": "object"}
-    if kind == "json_schema":
-        spec = response_format.get("json_schema") or {}  # type: ignore[union-attr]
-        schema = spec.get("schema")
-        return {} if schema is None else schema
-    return None
-
-
-def _response_name(response_format: dict[str, Any]) -> str:
-    spec = response_format.get("json_schema") or {}
-    return f"response_format '{spec.get('name', 'response')}'"
+    return {} if response_format.schema is None else response_format.schema
 
 
 def _lark_literal(text: str) -> str:
@@ -313,12 +306,12 @@ def _check_tools(request: GenerationRequest, grammars: Grammars) -> None:
 
 
 def _check_response_schema(
-    response_format: dict[str, Any], schema: Any, grammars: Grammars
+    response_format: ResponseFormat, schema: Any, grammars: Grammars
 ) -> None:
     what = (
-        _response_name(response_format)
-        if response_format.get("type") == "json_schema"
-        else ("response_format")
+        f"response_format '{response_format.name}'"
+        if response_format.type == "json_schema"
+        else "response_format"
     )
     error = grammars.schema_error(schema, lenient=False)
     if error:
@@ -328,8 +321,8 @@ def _check_response_schema(
 def output_grammar(request: GenerationRequest, grammars: Grammars) -> str | None:
     """The request's grammar (validated: BackendError if not), or None for free output."""
     schema = response_schema(request.response_format)
-    if schema is not None:
-        _check_response_schema(request.response_format or {}, schema, grammars)
+    if request.response_format is not None and schema is not None:
+        _check_response_schema(request.response_format, schema, grammars)
     if _tools_active(request):
         _check_tools(request, grammars)
         parallel = request.parallel_tool_calls and not request.legacy_functions

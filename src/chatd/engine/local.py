@@ -6,7 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from chatd.backend import ContextLengthExceeded, Event, GenerationRequest
+from chatd.backend import (
+    Capabilities,
+    ContextLengthExceeded,
+    Event,
+    GenerationRequest,
+    ModelInfo,
+    Start,
+)
 from chatd.engine.constraints import needs_grammar, warm_up
 from chatd.engine.output import plan_output
 from chatd.engine.runtime import Runtime, default_model_path
@@ -19,6 +26,14 @@ from chatd.engine.tools import prepare_messages
 def model_id_from_path(path: Path) -> str:
     """`SmolLM2-135M-Instruct-Q4_1.gguf` -> `smollm2-135m-instruct-q4_1`."""
     return path.stem.lower().replace(".", "-")
+
+
+CAPABILITIES = Capabilities(
+    input_modalities=frozenset({"text"}),
+    audio_output=False,
+    reasoning_efforts=frozenset({"none"}),
+    unsupported=frozenset({"audio", "web_search_options", "verbosity", "moderation"}),
+)
 
 
 class LocalBackend:
@@ -63,13 +78,11 @@ class LocalBackend:
         )
         self.scheduler.start()
 
-    @property
-    def model_ids(self) -> list[str]:
-        return self._model_ids
+    def list_models(self) -> list[ModelInfo]:
+        return [ModelInfo(model_id, self.owned_by) for model_id in self._model_ids]
 
-    @property
-    def system_fingerprint(self) -> str:
-        return self.runtime.fingerprint
+    def capabilities(self, model: str) -> Capabilities:
+        return CAPABILITIES
 
     @property
     def context_length(self) -> int:
@@ -100,6 +113,7 @@ class LocalBackend:
         self.scheduler.submit(job)
         finished = False
         try:
+            yield Start(request.model, self.runtime.fingerprint)
             while True:
                 events = await job.queue.get()
                 if events is None:

@@ -35,6 +35,7 @@ from chatd.backend import (
     Event,
     FinishReason,
     GenerationRequest,
+    ResponseFormat,
     TextDelta,
     TokenLogprob,
     ToolCallDelta,
@@ -127,15 +128,13 @@ def render_tools_prompt(
     return "\n".join(lines)
 
 
-def render_response_format_prompt(response_format: dict[str, Any] | None) -> str | None:
+def render_response_format_prompt(response_format: ResponseFormat | None) -> str | None:
     """A system-prompt line that tells the model which JSON to write (None: plain text)."""
-    kind = (response_format or {}).get("type")
-    if kind == "json_object":
-        return "Respond with a JSON object."
-    if kind != "json_schema":
+    if response_format is None or response_format.type == "text":
         return None
-    spec = response_format.get("json_schema") or {}  # type: ignore[union-attr]
-    schema = json.dumps(spec.get("schema") or {}, ensure_ascii=False)
+    if response_format.type == "json_object":
+        return "Respond with a JSON object."
+    schema = json.dumps(response_format.schema or {}, ensure_ascii=False)
     return f"Respond with JSON that matches this JSON Schema:\n{schema}"
 
 
