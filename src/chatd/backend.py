@@ -268,3 +268,47 @@ class SupportsStats(Protocol):
     """A backend with gauges and counters for /metrics (names ending in _total are counters)."""
 
     def stats(self) -> dict[str, float]: ...
+
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
+
+
+class UpstreamError(BackendError):
+    """Another vendor's API failed or pushed back; the message names the upstream.
+
+    `retryable`: another try (after `retry_after_s`, if the vendor said) may succeed.
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        message: str,
+        *,
+        status: int = 502,
+        type: str = "upstream_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        retryable: bool | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, param, code, status=status, type=type, headers=headers)
+        self.upstream = upstream
+        self.retryable = status in RETRYABLE_STATUSES if retryable is None else retryable
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(slots=True)
+class UpstreamSpec:
+    """One `[[upstreams]]` entry of the config: another vendor's API, as an adapter needs it."""
+
+    name: str  # the vendor prefix clients write: "openai/gpt-4o"
+    kind: Literal["openai", "anthropic"]
+    base_url: str
+    api_key: str | None = None  # read from api_key_env at start; never logged or returned
+    models: list[str] | None = None  # None = ask the upstream (GET {base_url}/models)
+    timeout_s: float = 600.0
+    connect_timeout_s: float = 10.0
+    max_retries: int = 2
+    headers: dict[str, str] = field(default_factory=dict)
+    forward_store: bool = False

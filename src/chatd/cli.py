@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chatd.config import Settings, default_data_dir, env_list
+from chatd.config import Settings, default_data_dir, env_list, load_config
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -24,6 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatd", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the OpenAI Chat Completions API")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        default=_env("CONFIG"),
+        help="a chatd.toml: upstreams, routes, keys (env CHATD_CONFIG); flags win over it",
+    )
     serve.add_argument("--host", default=_env("HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=_env_int("PORT", 8000))
     serve.add_argument("--model", default=_env("MODEL"), help="path to a GGUF file")
@@ -83,6 +89,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if args.kv_type == "q8_0" and not args.flash_attn:
         raise SystemExit("chatd: a quantized --kv-type needs flash attention (llama.cpp)")
     return Settings(
+        config=load_config(args.config) if args.config else {},
         host=args.host,
         port=args.port,
         model=args.model,

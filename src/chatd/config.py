@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -30,6 +32,7 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None  # None = SQLite in data_dir
     log_level: str = "info"
+    config: dict[str, Any] = field(default_factory=dict)  # the --config file's tables, as read
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -41,3 +44,14 @@ class Settings:
 def env_list(name: str) -> list[str]:
     raw = os.environ.get(name, "")
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """The TOML file's tables; a file that cannot be read ends the program with one line."""
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise SystemExit(f"chatd: cannot read --config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SystemExit(f"chatd: --config {path} is not valid TOML: {exc}") from None

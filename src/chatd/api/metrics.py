@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from chatd.backend import SupportsStats
 from chatd.router import Router
+from chatd.telemetry import REGISTRY
 
 
 class BackendCollector:
@@ -46,7 +47,8 @@ async def metrics(request: Request) -> Response:
         registry = CollectorRegistry()
         registry.register(BackendCollector(request.app.state.router))
         request.app.state.metrics_registry = registry
-    return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+    body = generate_latest(registry) + generate_latest(REGISTRY)
+    return Response(body, media_type="text/plain; version=0.0.4")
 
 
 routes = [Route("/metrics", metrics, methods=["GET"])]
