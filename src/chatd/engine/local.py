@@ -71,10 +71,6 @@ class LocalBackend:
     def system_fingerprint(self) -> str:
         return self.runtime.fingerprint
 
-    @property
-    def context_length(self) -> int:
-        return self.scheduler.ctx_limit
-
     def stats(self) -> dict[str, float]:
         return self.scheduler.stats()
 
