@@ -33,7 +33,6 @@ from chatd.api.validation import (
     unsupported_value,
 )
 from chatd.backend import GenerationRequest, SamplingParams
-from chatd.response_format import ResponseFormat
 
 JSON_ERROR = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
@@ -84,7 +83,7 @@ class ChatRequest:
     parallel_tool_calls: bool | None = None
     functions: list[dict[str, Any]] | None = None
     function_call: str | dict[str, Any] | None = None
-    response_format: ResponseFormat | None = None
+    response_format: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
     prompt_cache_key: str | None = None
     prompt_cache_retention: str | None = None

@@ -56,7 +56,6 @@ from chatd.backend import (
     ToolSpec,
 )
 from chatd.engine import tools as syntax
-from chatd.response_format import ResponseFormat
 
 JSON_STYLE: dict[str, Any] = {
     "whitespace_flexible": False,
@@ -184,13 +183,21 @@ def _short(error: str) -> str:
     return error.split("\n<state>")[0].split("\n<grammar>")[0].strip()
 
 
-def response_schema(response_format: ResponseFormat | None) -> dict[str, Any] | None:
+def response_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
     """The schema the content must follow, or None for free text."""
-    if response_format is None or response_format["type"] == "text":
-        return None
-    if response_format["type"] == "json_object":
+    kind = (response_format or {}).get("type", "text")
+    if kind == "json_object":
         return {"type": "object"}
-    return response_format["json_schema"].get("schema") or {}
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}  # type: ignore[union-attr]
+        schema = spec.get("schema")
+        return {} if schema is None else schema
+    return None
+
+
+def _response_name(response_format: dict[str, Any]) -> str:
+    spec = response_format.get("json_schema") or {}
+    return f"response_format '{spec.get('name', 'response')}'"
 
 
 def _lark_literal(text: str) -> str:
@@ -306,11 +313,13 @@ def _check_tools(request: GenerationRequest, grammars: Grammars) -> None:
 
 
 def _check_response_schema(
-    response_format: ResponseFormat | None, schema: Any, grammars: Grammars
+    response_format: dict[str, Any], schema: Any, grammars: Grammars
 ) -> None:
-    what = "response_format"
-    if response_format is not None and response_format["type"] == "json_schema":
-        what = f"response_format '{response_format['json_schema']['name']}'"
+    what = (
+        _response_name(response_format)
+        if response_format.get("type") == "json_schema"
+        else ("response_format")
+    )
     error = grammars.schema_error(schema, lenient=False)
     if error:
         raise BackendError(f"Invalid schema for {what}: {error}", "response_format")
@@ -320,7 +329,7 @@ def output_grammar(request: GenerationRequest, grammars: Grammars) -> str | None
     """The request's grammar (validated: BackendError if not), or None for free output."""
     schema = response_schema(request.response_format)
     if schema is not None:
-        _check_response_schema(request.response_format, schema, grammars)
+        _check_response_schema(request.response_format or {}, schema, grammars)
     if _tools_active(request):
         _check_tools(request, grammars)
         parallel = request.parallel_tool_calls and not request.legacy_functions
@@ -361,15 +370,6 @@ class ConstrainedChoice:
         if matcher.is_error():
             return self._end
         return np.unpackbits(self._bytes, count=len(self._end), bitorder="little").view(np.bool_)
-
-    def bitmask(self) -> np.ndarray:
-        """The allowed tokens as llguidance's packed int32 bitmask (bit i of word i // 32)."""
-        self._matcher.unsafe_compute_mask_ptr(self._pointer, self._bytes.size)
-        return self._bits
-
-    def forced_tokens(self) -> list[int]:
-        """The tokens the grammar forces next (nothing to sample): decodable in one batch."""
-        return self._matcher.compute_ff_tokens()
 
     def advance(self, token: int) -> None:
         self._matcher.consume_token(token)

@@ -42,7 +42,6 @@ from chatd.backend import (
     ToolSpec,
 )
 from chatd.engine.template import content_text
-from chatd.response_format import ResponseFormat
 
 TRIGGER = "<tool_call"
 FUNCTION_OPEN = '>\n{"name": "'
@@ -129,13 +128,15 @@ def render_tools_prompt(
     return "\n".join(lines)
 
 
-def render_response_format_prompt(response_format: ResponseFormat | None) -> str | None:
+def render_response_format_prompt(response_format: dict[str, Any] | None) -> str | None:
     """A system-prompt line that tells the model which JSON to write (None: plain text)."""
-    if response_format is None or response_format["type"] == "text":
-        return None
-    if response_format["type"] == "json_object":
+    kind = (response_format or {}).get("type")
+    if kind == "json_object":
         return "Respond with a JSON object."
-    schema = json.dumps(response_format["json_schema"].get("schema") or {}, ensure_ascii=False)
+    if kind != "json_schema":
+        return None
+    spec = response_format.get("json_schema") or {}  # type: ignore[union-attr]
+    schema = json.dumps(spec.get("schema") or {}, ensure_ascii=False)
     return f"Respond with JSON that matches this JSON Schema:\n{schema}"
 
 
