@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import httpx
@@ -130,15 +131,13 @@ def test_max_tokens_cuts_with_length(client: openai.OpenAI) -> None:
 
 
 def test_ignore_eos_generates_exactly_max_tokens(client: openai.OpenAI) -> None:
-    body = create(
-        client,
-        messages=[{"role": "user", "content": "Say OK."}],
-        max_tokens=40,
-        temperature=0,
-        extra_body={"ignore_eos": True},
-    )
-    assert body["usage"]["completion_tokens"] == 40
-    assert body["choices"][0]["finish_reason"] == "length"
+    ask = {"messages": [{"role": "user", "content": "Say hi."}], "temperature": 0, "max_tokens": 50}
+    short = create(client, **ask)
+    assert short["choices"][0]["finish_reason"] == "stop"
+    assert short["usage"]["completion_tokens"] < 50
+    forced = create(client, **ask, extra_body={"ignore_eos": True})
+    assert forced["choices"][0]["finish_reason"] == "length"
+    assert forced["usage"]["completion_tokens"] == 50
 
 
 def test_stop_sequences_never_included(steady: Server) -> None:
@@ -254,15 +253,60 @@ def test_penalties_change_output(steady: Server) -> None:
     )
 
 
-def test_sampling_extensions(client: openai.OpenAI) -> None:
-    body = create(
-        client,
-        max_tokens=10,
-        seed=1,
-        top_p=0.5,
-        extra_body={"top_k": 5, "min_p": 0.05, "repetition_penalty": 1.1},
-    )
-    assert body["choices"][0]["message"]["content"]
+def content(body: dict[str, Any], index: int = 0) -> str:
+    return body["choices"][index]["message"]["content"]
+
+
+def test_top_k_one_is_greedy(steady: Server) -> None:
+    # compares runs: on the steady server every run sees the same KV layout
+    client = steady.client()
+    greedy = create(client, temperature=0, max_tokens=20)
+    hot = {"temperature": 1.8, "seed": 1, "max_tokens": 20}
+    assert content(create(client, **hot, extra_body={"top_k": 1})) == content(greedy)
+    assert content(create(client, **hot)) != content(greedy)  # top_k made the difference
+
+
+def test_min_p_keeps_only_tokens_near_the_top(client: openai.OpenAI) -> None:
+    # at temperature 1 the sampled distribution is the model's own, which logprobs report
+    ask = {
+        "messages": [{"role": "user", "content": "Write a short poem about the sea."}],
+        "temperature": 1.0,
+        "seed": 11,
+        "n": 2,
+        "max_tokens": 24,
+        "logprobs": True,
+        "top_logprobs": 1,
+    }
+    floor = math.log(0.3)
+
+    def gaps(body: dict[str, Any]) -> list[float]:
+        """How far below the most likely token each sampled token was (log scale)."""
+        return [
+            entry["logprob"] - entry["top_logprobs"][0]["logprob"]
+            for choice in body["choices"]
+            for entry in choice["logprobs"]["content"]
+        ]
+
+    assert min(gaps(create(client, **ask, extra_body={"min_p": 0.3}))) >= floor - 1e-3
+    assert min(gaps(create(client, **ask))) < floor  # without min_p such tokens are drawn
+
+
+def test_repetition_penalty_penalises_repeats(steady: Server) -> None:
+    client = steady.client()
+    ask = {
+        "messages": [{"role": "user", "content": "Repeat the word cat many times."}],
+        "temperature": 0,
+        "max_tokens": 30,
+        "logprobs": True,
+    }
+
+    def repeats(body: dict[str, Any]) -> int:
+        tokens = [e["token"] for e in body["choices"][0]["logprobs"]["content"]]
+        return len(tokens) - len(set(tokens))
+
+    plain = create(client, **ask)
+    penalised = create(client, **ask, extra_body={"repetition_penalty": 1.5})
+    assert repeats(penalised) < repeats(plain) / 2
 
 
 def test_models(client: openai.OpenAI, http: httpx.Client) -> None:

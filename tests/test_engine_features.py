@@ -66,12 +66,25 @@ def test_prefix_cache_reports_cached_tokens(fresh: Server) -> None:
     assert first.usage.prompt_tokens - 15 <= cached < other.usage.prompt_tokens - 3
 
 
-def test_prompt_cache_key_is_accepted(client: openai.OpenAI) -> None:
+def test_prompt_cache_key_prefers_its_own_entries(fresh: Server) -> None:
+    """A request with a key reuses its key's cached prefixes before longer ones of others."""
+    client = fresh.client()
     system = {"role": "system", "content": system_prompt()}
-    messages = [system, {"role": "user", "content": "Hi"}]
-    ask(client, messages, max_tokens=4, prompt_cache_key="tenant-a")
-    again = ask(client, messages, max_tokens=4, prompt_cache_key="tenant-a")
-    assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1
+    tenant_a = [system, {"role": "user", "content": "Is 7 odd?"}]
+    tenant_b = [
+        system,
+        {"role": "user", "content": "Is 8 even? Answer yes or no, then say why in one line."},
+    ]
+    first = ask(client, tenant_a, max_tokens=4, prompt_cache_key="tenant-a")
+    ask(client, tenant_b, max_tokens=4, prompt_cache_key="tenant-b")
+
+    # the same prompt again: under its own key, all of it comes from tenant-b's entry
+    same = ask(client, tenant_b, max_tokens=4, prompt_cache_key="tenant-b")
+    assert same.usage.prompt_tokens_details.cached_tokens == same.usage.prompt_tokens - 1
+    # under tenant-a's key, only what it shares with tenant-a's entry (the system prompt)
+    other = ask(client, tenant_b, max_tokens=4, prompt_cache_key="tenant-a")
+    cached = other.usage.prompt_tokens_details.cached_tokens
+    assert first.usage.prompt_tokens - 15 <= cached <= other.usage.prompt_tokens - 10
 
 
 def assert_same_or_near_tie(plain: Any, other: str, margin: float = 1.0) -> None:

@@ -18,6 +18,7 @@ from chatd.backend import (
     ToolChoice,
     ToolSpec,
 )
+from chatd.engine.template import ChatTemplate
 from chatd.engine.tools import (
     ToolCallParser,
     new_call_id,
@@ -242,3 +243,23 @@ def test_prepare_messages_legacy_and_new_system() -> None:
     )
     out = prepare_messages(request)
     assert out[0] == {"role": "system", "content": "Respond with a JSON object."}
+
+
+def test_content_parts_render_the_same_with_and_without_tools() -> None:
+    def text(*pieces: str) -> list[dict[str, str]]:
+        return [{"type": "text", "text": piece} for piece in pieces]
+
+    messages = [
+        {"role": "system", "content": text("Be brief.", "Answer in French.")},
+        {"role": "user", "content": text("Weather", "in Paris?")},
+    ]
+    template = ChatTemplate(None)  # ChatML, as SmolLM2's own template
+    plain = template.render(prepare_messages(GenerationRequest(model="m", messages=messages)))
+    tooled = template.render(
+        prepare_messages(GenerationRequest(model="m", messages=messages, tools=[WEATHER]))
+    )
+    system = "<|im_start|>system\nBe brief.\nAnswer in French."
+    assert plain.startswith(system + "<|im_end|>\n")
+    assert tooled.startswith(system + "\n\n# Tools\n")
+    user = "<|im_start|>user\nWeather\nin Paris?<|im_end|>\n"
+    assert user in plain and user in tooled

@@ -53,15 +53,19 @@ def parse_limit(params: QueryParams) -> int:
     return limit
 
 
+_ORDERS: dict[str, Order] = {"asc": "asc", "desc": "desc"}
+
+
 def parse_order(params: QueryParams) -> Order:
-    order = params.get("order") or "asc"
-    if order not in ("asc", "desc"):
+    raw = params.get("order") or "asc"
+    order = _ORDERS.get(raw)
+    if order is None:
         raise APIError(
-            f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.",
+            f"Invalid value: '{raw}'. Supported values are: 'asc' and 'desc'.",
             param="order",
             code="invalid_value",
         )
-    return order  # type: ignore[return-value]
+    return order
 
 
 def parse_metadata_filter(params: QueryParams) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from chatd.api.errors import APIError
 from chatd.api.validation import Obj, invalid_type, invalid_value, quoted
@@ -227,6 +227,13 @@ def tool_specs(
     return specs
 
 
+_MODES: dict[str, Literal["none", "auto", "required"]] = {
+    "none": "none",
+    "auto": "auto",
+    "required": "required",
+}
+
+
 def resolve_tool_choice(raw: dict[str, Any]) -> ToolChoice | None:
     """tool_choice or function_call as the engine takes it; None when no tool is declared."""
     if raw.get("tools") is None and raw.get("functions") is None:
@@ -237,7 +244,7 @@ def resolve_tool_choice(raw: dict[str, Any]) -> ToolChoice | None:
     if choice is None:
         return ToolChoice("auto")
     if isinstance(choice, str):
-        return ToolChoice(choice)
+        return ToolChoice(_MODES[choice])
     if "name" in choice:
         return ToolChoice("required", [choice["name"]])
     if choice["type"] == "allowed_tools":

@@ -364,15 +364,6 @@ class ConstrainedChoice:
             return self._end
         return np.unpackbits(self._bytes, count=len(self._end), bitorder="little").view(np.bool_)
 
-    def bitmask(self) -> np.ndarray:
-        """The allowed tokens as llguidance's packed int32 bitmask (bit i of word i // 32)."""
-        self._matcher.unsafe_compute_mask_ptr(self._pointer, self._bytes.size)
-        return self._bits
-
-    def forced_tokens(self) -> list[int]:
-        """The tokens the grammar forces next (nothing to sample): decodable in one batch."""
-        return self._matcher.compute_ff_tokens()
-
     def advance(self, token: int) -> None:
         self._matcher.consume_token(token)
 

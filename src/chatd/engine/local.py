@@ -84,10 +84,6 @@ class LocalBackend:
     def capabilities(self, model: str) -> Capabilities:
         return CAPABILITIES
 
-    @property
-    def context_length(self) -> int:
-        return self.scheduler.ctx_limit
-
     def stats(self) -> dict[str, float]:
         return self.scheduler.stats()
 

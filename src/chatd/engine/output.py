@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from chatd.backend import Event, FinishReason, GenerationRequest, TextDelta, TokenLogprob
+from chatd.engine.constraints import Vocab, plan_constrained
 
 
 class ChoiceOutput(Protocol):
@@ -78,11 +79,9 @@ class PlainPlan:
         return PlainChoice(index)
 
 
-def plan_output(request: GenerationRequest, vocab: object) -> OutputPlan:
+def plan_output(request: GenerationRequest, vocab: Vocab) -> OutputPlan:
     """The plan for a request; constrained plans come from chatd.engine.constraints.
 
     Raises BackendError (a 400) for a schema or grammar that cannot be enforced.
     """
-    from chatd.engine.constraints import plan_constrained
-
-    return plan_constrained(request, vocab) or PlainPlan()  # type: ignore[arg-type]
+    return plan_constrained(request, vocab) or PlainPlan()

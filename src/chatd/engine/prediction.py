@@ -7,9 +7,10 @@ Verification samples every position with the choice's own sampler, in order, and
 tokens only up to the first disagreement: the output is exactly what the request gives
 without a prediction.
 
-On a CPU a decode of k tokens costs about k times a prompt token, so a wrong draft is
-not free: the window doubles after every fully accepted draft (up to 16: longer batches
-barely lower the cost per token here) and falls back to a few tokens after a rejection
+On a CPU a decode of k tokens costs about one single step plus 0.45 of one per further
+token (docs/architecture.md), so a wrong draft is not free: after a draft accepted whole
+the window becomes twice its length (up to 16: longer batches barely lower the cost per
+token here); after a rejection, the number of tokens that draft got right, at least 2
 (a resync after an edit is a guess until it proves right).
 """
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-llama_cpp._logger.set_verbose(False)  # type: ignore[attr-defined]
+llama_cpp._logger.set_verbose(False)
 _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
 llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
 
@@ -88,9 +88,6 @@ class Vocab:
             )
         return list(buf[:n])
 
-    def detokenize(self, tokens: list[int]) -> bytes:
-        return b"".join(self._pieces[t] for t in tokens)
-
 
 class Batch:
     """A llama_batch with NumPy views over its arrays."""
@@ -120,9 +117,6 @@ class Batch:
         self.logits[i] = output
         self.n = i + 1
         return i
-
-    def free(self) -> None:
-        llama_cpp.llama_batch_free(self.raw)
 
 
 class Runtime:
@@ -217,7 +211,13 @@ class Runtime:
         base = ctypes.cast(pointer, ctypes.c_void_p).value or 0
         stride = 4 * n_vocab
         rows = [
-            (ctypes.cast(llama_cpp.llama_get_logits_ith(self.ctx, i), ctypes.c_void_p).value - base)
+            (
+                (
+                    ctypes.cast(llama_cpp.llama_get_logits_ith(self.ctx, i), ctypes.c_void_p).value
+                    or 0
+                )
+                - base
+            )
             // stride
             for i in indices
         ]

@@ -238,7 +238,7 @@ class Sampler:
         j = _search(probs, self.rng.random(), side="right")
         if probs[j] == 0:  # rounding landed on a zero weight: take the nearest positive one
             nonzero = np.flatnonzero(probs)
-            j = int(nonzero[min(np.searchsorted(nonzero, j), len(nonzero) - 1)])
+            j = int(nonzero[min(int(np.searchsorted(nonzero, j)), len(nonzero) - 1)])
         return j if pos is None else int(pos[j])
 
     def _logprobs(self, logits: np.ndarray, token: int) -> LogprobInfo:
@@ -271,7 +271,7 @@ def _relative_probs(
 def _truncate(
     pos: np.ndarray | None, probs: np.ndarray, top_p: float, min_p: float, *, sorted_: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the nucleus (top_p) of the candidates, then those with p >= min_p * p_max.
+    """Keep the candidates with p >= min_p * p_max, then the nucleus (top_p) of those.
 
     `probs` are relative to the most likely candidate (whose value is 1); `pos` None means
     the candidates are all of them. Both filters keep a most-likely prefix, so min_p runs
@@ -285,7 +285,11 @@ def _truncate(
         sorted_ = sorted_ or len(keep) == 1
     if top_p < 1:
         nucleus = _nucleus(probs, top_p * total, presorted=sorted_)
-        pos = nucleus if pos is None else pos[nucleus]
+        if isinstance(nucleus, slice):  # presorted: candidates that come with positions
+            assert pos is not None
+            pos = pos[nucleus]
+        else:
+            pos = nucleus if pos is None else pos[nucleus]
         probs = probs[nucleus]
     assert pos is not None
     return pos, probs

@@ -14,7 +14,6 @@ from collections import OrderedDict, deque
 import numpy as np
 
 from chatd.backend import BackendOverloaded, Usage
-from chatd.engine.output import OutputPlan
 from chatd.engine.prediction import Draft
 from chatd.engine.runtime import Batch, Runtime
 from chatd.engine.sampling import LogprobInfo, Sampler, derive_seed, sample_greedy_batch
@@ -215,7 +214,7 @@ class Scheduler:
 
     def _start(self, job: Job) -> None:
         request = job.request
-        plan: OutputPlan = job.plan  # type: ignore[assignment]
+        plan = job.plan
         top = request.top_logprobs if request.logprobs else None
         for index in range(request.n):
             seq = self.free_seqs.popleft()
@@ -306,10 +305,10 @@ class Scheduler:
         greedy = self._greedy_tokens(outputs)
         for job, choice, i, drafted in outputs:
             choice.pos += 1
-            token = greedy.get(choice.seq)
-            if token is not None:
-                choice.sampler.accept(token)
-                self._take(job, choice, token, None)
+            picked = greedy.get(choice.seq)
+            if picked is not None:
+                choice.sampler.accept(picked)
+                self._take(job, choice, picked, None)
             else:
                 self._sample(job, choice, self.runtime.logits(i))
             if drafted:

@@ -14,7 +14,7 @@ from chatd.backend import (
     TokenLogprob,
     TopLogprob,
 )
-from chatd.engine.output import ChoiceOutput
+from chatd.engine.output import ChoiceOutput, OutputPlan
 from chatd.engine.prediction import Draft
 from chatd.engine.runtime import Vocab
 from chatd.engine.sampling import LogprobInfo, Sampler
@@ -66,7 +66,7 @@ class Job:
 
     request: GenerationRequest
     prompt: list[int]
-    plan: object
+    plan: OutputPlan
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[list[Event] | None]
     ctx_limit: int

@@ -28,7 +28,10 @@ def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
 
 
 def content_text(content: Any) -> str:
-    """A message's content as one string: text and refusal parts joined."""
+    """A message's content as one string: its text and refusal parts joined by newlines.
+
+    "\n" between parts is how vLLM flattens content parts for templates that take a string.
+    """
     if content is None:
         return ""
     if isinstance(content, str):
@@ -55,24 +58,10 @@ class ChatTemplate:
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.knows_developer = "developer" in self.source
-        self.knows_tools = "tools" in self.source
 
-    def render(
-        self,
-        messages: list[dict[str, Any]],
-        *,
-        system_prefix: str | None = None,
-    ) -> str:
-        """The prompt for `messages`, ending with the assistant's turn opened.
-
-        system_prefix (a tool description, say) goes first in the system message.
-        """
+    def render(self, messages: list[dict[str, Any]]) -> str:
+        """The prompt for `messages`, ending with the assistant's turn opened."""
         rendered = [self._message(m) for m in messages]
-        if system_prefix:
-            if rendered and rendered[0]["role"] == "system":
-                rendered[0]["content"] = system_prefix + "\n\n" + rendered[0]["content"]
-            else:
-                rendered.insert(0, {"role": "system", "content": system_prefix})
         try:
             return self.template.render(
                 messages=rendered,

@@ -42,6 +42,7 @@ from chatd.backend import (
     ToolChoice,
     ToolSpec,
 )
+from chatd.engine.template import content_text
 
 TRIGGER = "<tool_call"
 FUNCTION_OPEN = '>\n{"name": "'
@@ -157,16 +158,6 @@ def render_tool_call(kind: str, name: str, payload: Any) -> str:
     )
 
 
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(
-        part.get("text") or part.get("refusal") or "" for part in content if isinstance(part, dict)
-    )
-
-
 def render_assistant_tool_calls(message: dict[str, Any]) -> str:
     """An assistant message (content, tool_calls or legacy function_call) as the model wrote it."""
     calls = []
@@ -184,7 +175,7 @@ def render_assistant_tool_calls(message: dict[str, Any]) -> str:
         calls.append(
             render_tool_call("function", function.get("name", ""), function.get("arguments"))
         )
-    text = _text(message.get("content")).rstrip()
+    text = content_text(message.get("content")).rstrip()
     parts = [text] if text else []
     if calls:
         parts.append(CALL_SEPARATOR.join(calls))
@@ -193,7 +184,7 @@ def render_assistant_tool_calls(message: dict[str, Any]) -> str:
 
 def render_tool_result(message: dict[str, Any]) -> str:
     """A `tool` (or legacy `function`) message as a `<tool_response>` block."""
-    return f"<tool_response>\n{_text(message.get('content'))}\n</tool_response>"
+    return f"<tool_response>\n{content_text(message.get('content'))}\n</tool_response>"
 
 
 def prepare_messages(request: GenerationRequest) -> list[dict[str, Any]]:
@@ -231,7 +222,7 @@ def prepare_messages(request: GenerationRequest) -> list[dict[str, Any]]:
     if extra:
         if out and out[0].get("role") in ("system", "developer"):
             first = out[0]
-            text = _text(first.get("content"))
+            text = content_text(first.get("content"))
             out[0] = {**first, "content": f"{text}\n\n{extra}" if text else extra}
         else:
             out.insert(0, {"role": "system", "content": extra})
@@ -250,6 +241,13 @@ def _held_prefix(buffer: str, marker: str) -> int:
 
 
 State = Literal["text", "head", "function", "custom"]
+CallKind = Literal["function", "custom"]
+
+# how each kind of call opens: (after TRIGGER, what ends its name, kind)
+_HEADS: tuple[tuple[str, str, CallKind], ...] = (
+    (FUNCTION_OPEN, FUNCTION_ARGS, "function"),
+    (CUSTOM_OPEN, CUSTOM_BODY, "custom"),
+)
 
 
 class ToolCallParser:
@@ -346,10 +344,7 @@ class ToolCallParser:
         return False
 
     def _head(self, events: list[Event], buffer: str) -> bool:
-        for opening, closing, kind in (
-            (FUNCTION_OPEN, FUNCTION_ARGS, "function"),
-            (CUSTOM_OPEN, CUSTOM_BODY, "custom"),
-        ):
+        for opening, closing, kind in _HEADS:
             if buffer.startswith(opening):
                 end = buffer.find(closing, len(opening))
                 if end < 0:
@@ -362,13 +357,13 @@ class ToolCallParser:
                         self._calls - 1,
                         "",
                         id=new_call_id(),
-                        kind=kind,  # type: ignore[arg-type]
+                        kind=kind,
                         name=name,
                         logprobs=self._take_logprobs(),
                     )
                 )
                 self._buffer = buffer[end + len(closing) :]
-                self._state = kind  # type: ignore[assignment]
+                self._state = kind
                 return True
             if opening.startswith(buffer):
                 return False

@@ -7,6 +7,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Integer,
     Select,
@@ -45,7 +46,9 @@ def _keyset(
     if cursor is not None:
         key = tuple_(*sort) if len(sort) > 1 else sort[0]
         where.append(key > cursor if order == "asc" else key < cursor)
-    order_by = [col.asc() if order == "asc" else col.desc() for col in sort]
+    order_by: list[ColumnElement[Any]] = [
+        col.asc() if order == "asc" else col.desc() for col in sort
+    ]
     return where, order_by
 
 
@@ -58,7 +61,7 @@ def list_statement(filters: int, model: bool, after: bool, order: Order) -> Sele
     """
     if filters > MAX_FILTERS:
         raise ValueError(f"at most {MAX_FILTERS} metadata filters")
-    owner = bindparam("owner")
+    owner: BindParameter[str] = bindparam("owner")
     query = select(c.response, c.metadata)
     where: list[ColumnElement[bool]] = [c.owner == owner, c.deleted == false()]
     sort: list[ColumnElement[Any]] = [c.created, c.seq]
