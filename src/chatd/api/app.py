@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from chatd.api import chat, metrics, models, stored
 from chatd.api.auth import AuthMiddleware
+from chatd.api.drain import Drain, DrainMiddleware
 from chatd.api.errors import (
     APIError,
     handle_api_error,
@@ -22,6 +23,7 @@ from chatd.api.errors import (
     handle_http_exception,
     handle_unexpected,
 )
+from chatd.api.limits import MIB, BodyLimitMiddleware
 from chatd.api.responses import json_response
 from chatd.backend import Backend, BackendError
 from chatd.config import Settings
@@ -65,6 +67,7 @@ def create_app(settings: Settings, backends: list[Backend] | None = None) -> Sta
             await app.state.store.close()
             await app.state.router.close()
 
+    drain = Drain()
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
@@ -73,7 +76,15 @@ def create_app(settings: Settings, backends: list[Backend] | None = None) -> Sta
             *models.routes,
             *metrics.routes,
         ],
-        middleware=[Middleware(AuthMiddleware, api_keys=settings.api_keys)],
+        middleware=[
+            Middleware(DrainMiddleware, drain=drain),
+            Middleware(
+                BodyLimitMiddleware,
+                max_bytes=settings.max_body_mb * MIB,
+                timeout=settings.read_timeout_s,
+            ),
+            Middleware(AuthMiddleware, api_keys=settings.api_keys),
+        ],
         exception_handlers={
             APIError: handle_api_error,
             BackendError: handle_backend_error,
@@ -83,4 +94,5 @@ def create_app(settings: Settings, backends: list[Backend] | None = None) -> Sta
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.drain = drain
     return app

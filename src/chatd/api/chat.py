@@ -41,7 +41,8 @@ async def create_chat_completion(request: Request) -> Response:
         logprobs=generation.logprobs,
         legacy_functions=generation.legacy_functions,
     )
-    events = aiter(backend.generate(generation))
+    # ends with a 503 error at the deadline of a graceful shutdown (chatd.api.drain)
+    events = request.app.state.drain.guard(backend.generate(generation))
     try:
         first = await anext(events)
     except StopAsyncIteration:
