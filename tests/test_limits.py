@@ -234,6 +234,10 @@ def test_deep_json_is_refused_before_it_is_parsed(small: Server) -> None:
     deep = b'{"model": "%s", "messages": %s%s}' % (MODEL.encode(), b"[" * 200_000, b"]" * 200_000)
     response = post(small, content=deep)
     assert error_of(response, 400)["code"] == "json_too_deep"
+    # brackets, quotes and backslashes inside strings are text, not structure
+    text = "[" * 300 + '\\"{' * 300 + "\\" * 301 + '"]}' * 300
+    response = post(small, json=chat_body(messages=[{"role": "user", "content": text}]))
+    assert response.status_code == 200, response.text
 
 
 def test_message_content_over_the_limit(http: httpx.Client) -> None:
