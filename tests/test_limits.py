@@ -147,7 +147,7 @@ def test_the_sdk_sees_413_and_the_connection_survives(small: Server) -> None:
         )
     assert caught.value.status_code == 413
     validate("ErrorResponse", caught.value.response.json())
-    with httpx.Client(base_url=small.url) as http:
+    with httpx.Client(base_url=small.url, timeout=120) as http:
         response = http.post("/v1/chat/completions", content=b"x" * 2_000_000)
         error_of(response, 413)
         assert http.post("/v1/chat/completions", json=chat_body()).status_code == 200
