@@ -37,10 +37,6 @@ def error_response(status: int, message: str, code: str) -> bytes:
     return head.encode("ascii") + body
 
 
-class HeadTooLarge(Exception):
-    pass
-
-
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """HttpToolsProtocol with a size and a time limit on each request head."""
 
@@ -93,47 +89,45 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_bytes is not None:
             self._head_bytes += len(data)
         super().data_received(data)
-        if (
-            self._head_bytes is not None
-            and self._head_bytes > self.max_head_bytes
-            and not self.transport.is_closing()
-        ):
-            self._reject_head()  # httptools still holds a header it has not handed over
-
-    def send_400_response(self, msg: str) -> None:
-        if self._head_rejected:  # the parser stopped on HeadTooLarge
+        # an unfinished head over the limit may sit in httptools, not yet handed over
+        unfinished = self._head_bytes is not None and self._head_bytes > self.max_head_bytes
+        if (self._head_rejected or unfinished) and not self.transport.is_closing():
             self._reject_head()
-        else:
-            super().send_400_response(msg)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_parsed = 0
         self._arm()
 
-    def _count(self, n: int) -> None:
+    def _over(self, n: int) -> bool:
+        """Count n bytes of the head; True once it is over the limit (it is then dropped)."""
         self._head_parsed += n
-        if self._head_parsed > self.max_head_bytes:
-            self._head_rejected = True
-            raise HeadTooLarge
+        self._head_rejected = self._head_rejected or self._head_parsed > self.max_head_bytes
+        return self._head_rejected
 
     def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
+        if not self._over(len(url)):
+            super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
-        super().on_header(name, value)
+        if not self._over(len(name) + len(value) + 4):
+            super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None
         self._disarm()
-        super().on_headers_complete()
+        if not self._head_rejected:  # else no app runs; data_received answers 431
+            super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._head_rejected:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._head_bytes = 0
         self._disarm()
-        super().on_message_complete()
+        if not self._head_rejected:
+            super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
