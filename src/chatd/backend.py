@@ -207,17 +207,21 @@ class BackendError(Exception):
 
 
 class ContextLengthExceeded(BackendError):
-    def __init__(self, n_ctx: int, prompt_tokens: int, max_tokens: int | None) -> None:
+    def __init__(
+        self, n_ctx: int, prompt_tokens: int, max_tokens: int | None, *, at_least: bool = False
+    ) -> None:
+        """`at_least`: prompt_tokens is a lower bound, the prompt was not tokenized."""
+        q = "at least " if at_least else ""
         if max_tokens is None:
             message = (
                 f"This model's maximum context length is {n_ctx} tokens. However, your "
-                f"messages resulted in {prompt_tokens} tokens. Please reduce the length "
+                f"messages resulted in {q}{prompt_tokens} tokens. Please reduce the length "
                 "of the messages."
             )
         else:
             message = (
                 f"This model's maximum context length is {n_ctx} tokens. However, you "
-                f"requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the "
+                f"requested {q}{prompt_tokens + max_tokens} tokens ({q}{prompt_tokens} in the "
                 f"messages, {max_tokens} in the completion). Please reduce the length of "
                 "the messages or completion."
             )

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chatd.config import Settings, default_data_dir, env_list, load_config
+from chatd.config import DEFAULTS, Settings, default_data_dir, env_list, load_config
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -18,6 +18,16 @@ def _env(name: str, default: str | None = None) -> str | None:
 def _env_int(name: str, default: int | None) -> int | None:
     value = _env(name)
     return int(value) if value else default
+
+
+def _env_float(name: str, default: float) -> float:
+    value = _env(name)
+    return float(value) if value else default
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = _env(name)
+    return default if value is None else value.lower() not in ("0", "false", "no")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("CONFIG"),
         help="a chatd.toml: upstreams, routes, keys (env CHATD_CONFIG); flags win over it",
     )
-    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=_env_int("PORT", 8000))
+    serve.add_argument("--host", default=_env("HOST", DEFAULTS.host))
+    serve.add_argument("--port", type=int, default=_env_int("PORT", DEFAULTS.port))
     serve.add_argument("--model", default=_env("MODEL"), help="path to a GGUF file")
     serve.add_argument(
         "--model-name",
@@ -40,33 +50,37 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="id clients use for the model; repeat to add aliases (env CHATD_MODEL_NAMES)",
     )
-    serve.add_argument("--ctx", type=int, default=_env_int("CTX", 8192), help="context tokens")
-    serve.add_argument("--threads", type=int, default=_env_int("THREADS", None))
+    serve.add_argument(
+        "--ctx", type=int, default=_env_int("CTX", DEFAULTS.ctx), help="context tokens"
+    )
+    serve.add_argument("--threads", type=int, default=_env_int("THREADS", DEFAULTS.threads))
     serve.add_argument(
         "--parallel",
         type=int,
-        default=_env_int("PARALLEL", 8),
+        default=_env_int("PARALLEL", DEFAULTS.parallel),
         help="sequences decoded at once",
     )
-    serve.add_argument("--queue-size", type=int, default=_env_int("QUEUE_SIZE", 256))
+    serve.add_argument(
+        "--queue-size", type=int, default=_env_int("QUEUE_SIZE", DEFAULTS.queue_size)
+    )
     serve.add_argument(
         "--no-prefix-cache",
         dest="prefix_cache",
         action="store_false",
-        default=_env("PREFIX_CACHE", "1") not in ("0", "false", "no"),
+        default=_env_flag("PREFIX_CACHE", DEFAULTS.prefix_cache),
         help="drop every finished sequence's KV (env CHATD_PREFIX_CACHE=0)",
     )
     serve.add_argument(
         "--flash-attn",
         action=argparse.BooleanOptionalAction,
-        default=_env("FLASH_ATTN", "1") not in ("0", "false", "no"),
+        default=_env_flag("FLASH_ATTN", DEFAULTS.flash_attn),
         help="flash attention: skips other sequences' KV cells; off makes a prompt's logits "
         "independent of how it was split into batches (env CHATD_FLASH_ATTN=0)",
     )
     serve.add_argument(
         "--kv-type",
         choices=("f16", "bf16", "q8_0"),
-        default=_env("KV_TYPE", "f16"),
+        default=_env("KV_TYPE", DEFAULTS.kv_type),
         help="KV cache element type: bf16 makes greedy output repeatable across the prefix "
         "cache and predictions, q8_0 halves its memory (env CHATD_KV_TYPE)",
     )
@@ -79,13 +93,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--data-dir", type=Path, default=_env("DATA_DIR"))
     serve.add_argument("--database-url", default=_env("DATABASE_URL"))
-    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    serve.add_argument("--log-level", default=_env("LOG_LEVEL", DEFAULTS.log_level))
+    serve.add_argument(
+        "--max-body-mb",
+        type=int,
+        default=_env_int("MAX_BODY_MB", DEFAULTS.max_body_mb),
+        help="largest request body in MiB; larger ones get 413 (env CHATD_MAX_BODY_MB)",
+    )
+    serve.add_argument(
+        "--max-header-kb",
+        type=int,
+        default=_env_int("MAX_HEADER_KB", DEFAULTS.max_header_kb),
+        help="largest request line plus headers in KiB; larger get 431 (env CHATD_MAX_HEADER_KB)",
+    )
+    serve.add_argument(
+        "--read-timeout-s",
+        type=float,
+        default=_env_float("READ_TIMEOUT_S", DEFAULTS.read_timeout_s),
+        help="seconds a request's headers, then its body, may take to arrive; slower ones get "
+        "408 (env CHATD_READ_TIMEOUT_S)",
+    )
+    serve.add_argument(
+        "--drain-s",
+        type=float,
+        default=_env_float("DRAIN_S", DEFAULTS.drain_s),
+        help="on SIGTERM, seconds running generations may take to finish before they are "
+        "ended with an error (env CHATD_DRAIN_S)",
+    )
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     if not 1 <= args.parallel <= 128:
         raise SystemExit("chatd: --parallel must be between 1 and 128")
+    if args.max_body_mb < 1 or args.max_header_kb < 1:
+        raise SystemExit("chatd: --max-body-mb and --max-header-kb must be at least 1")
+    if args.read_timeout_s <= 0 or args.drain_s < 0:
+        raise SystemExit("chatd: --read-timeout-s must be positive, --drain-s not negative")
     if args.kv_type == "q8_0" and not args.flash_attn:
         raise SystemExit("chatd: a quantized --kv-type needs flash attention (llama.cpp)")
     return Settings(
@@ -105,24 +149,19 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(),
         database_url=args.database_url,
         log_level=args.log_level,
+        max_body_mb=args.max_body_mb,
+        max_header_kb=args.max_header_kb,
+        read_timeout_s=args.read_timeout_s,
+        drain_s=args.drain_s,
     )
 
 
 def serve(settings: Settings) -> None:
-    import uvicorn
-
     from chatd.api.app import create_app
+    from chatd.api.server import serve
     from chatd.backends import build_backends
 
-    app = create_app(settings, build_backends)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    serve(create_app(settings, build_backends), settings)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

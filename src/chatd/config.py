@@ -32,6 +32,10 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None  # None = SQLite in data_dir
     log_level: str = "info"
+    max_body_mb: int = 64  # request bodies above this get 413 while being read
+    max_header_kb: int = 64  # request line and headers above this get 431
+    read_timeout_s: float = 30.0  # the head, then the body, must arrive within this
+    drain_s: float = 30.0  # on SIGTERM, how long running generations may take to finish
     config: dict[str, Any] = field(default_factory=dict)  # the --config file's tables, as read
 
     @property
@@ -39,6 +43,9 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'chatd.db'}"
+
+
+DEFAULTS = Settings()
 
 
 def env_list(name: str) -> list[str]:

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from chatd.api import chat, metrics, models, stored
 from chatd.api.auth import AuthMiddleware
+from chatd.api.drain import Drain, DrainMiddleware
 from chatd.api.errors import (
     APIError,
     UnexpectedErrorMiddleware,
@@ -22,6 +23,7 @@ from chatd.api.errors import (
     handle_backend_error,
     handle_http_exception,
 )
+from chatd.api.limits import MIB, BodyLimitMiddleware
 from chatd.api.responses import json_response
 from chatd.backend import Backend, BackendError
 from chatd.config import Settings
@@ -52,6 +54,7 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
             await app.state.store.close()
             await app.state.router.close()
 
+    drain = Drain()
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
@@ -62,6 +65,12 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
         ],
         middleware=[
             Middleware(UnexpectedErrorMiddleware),
+            Middleware(DrainMiddleware, drain=drain),
+            Middleware(
+                BodyLimitMiddleware,
+                max_bytes=settings.max_body_mb * MIB,
+                timeout=settings.read_timeout_s,
+            ),
             Middleware(AuthMiddleware, api_keys=settings.api_keys),
         ],
         exception_handlers={
@@ -72,4 +81,5 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.drain = drain
     return app

@@ -33,7 +33,8 @@ async def create_chat_completion(request: Request) -> Response:
     backend = router.resolve(chat.model)
     check_capabilities(chat.raw, backend.capabilities(chat.model))
     generation = chat.to_generation(chat.model)
-    events = aiter(backend.generate(generation))
+    # ends with a 503 error at the deadline of a graceful shutdown (chatd.api.drain)
+    events = aiter(request.app.state.drain.guard(backend.generate(generation)))
     # the status line waits for Start, so a refused request is a real HTTP error
     start = await _start(events)
     envelope = Envelope.of(start, generation.n, generation.logprobs, generation.legacy_functions)

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from chatd.api.bounds import check_json_shape, check_messages_size
 from chatd.api.errors import APIError
 from chatd.api.metadata import validate_metadata
 from chatd.api.validate_messages import check_messages, check_tool_sequence
@@ -192,6 +193,7 @@ def parse_chat_request(body: bytes) -> ChatRequest:
         raise APIError("you must provide a model parameter")
     if "messages" not in raw:
         raise missing("messages")
+    check_messages_size(raw["messages"])
     for key in raw:
         if key not in FIELDS:
             raise APIError(f"Unrecognized request argument supplied: {key}")
@@ -202,6 +204,7 @@ def parse_chat_request(body: bytes) -> ChatRequest:
 
 
 def _decode(body: bytes) -> dict[str, Any]:
+    check_json_shape(body)
     try:
         raw = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError):

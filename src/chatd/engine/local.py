@@ -14,13 +14,17 @@ from chatd.backend import (
     ModelInfo,
     Start,
 )
+from chatd.config import DEFAULTS
 from chatd.engine.constraints import needs_grammar, warm_up
-from chatd.engine.output import plan_output
+from chatd.engine.output import OutputPlan, plan_output
 from chatd.engine.runtime import Runtime, default_model_path
 from chatd.engine.scheduler import Scheduler
 from chatd.engine.sequence import Job
 from chatd.engine.template import ChatTemplate
 from chatd.engine.tools import prepare_messages
+
+# Requests whose messages hold more characters than this are prepared in a worker thread.
+LARGE_PROMPT_CHARS = 32 * 1024
 
 
 def model_id_from_path(path: Path) -> str:
@@ -46,13 +50,13 @@ class LocalBackend:
         model_path: str | Path | None = None,
         *,
         model_names: list[str] | None = None,
-        n_ctx: int = 8192,
-        n_threads: int | None = None,
-        parallel: int = 8,
-        queue_size: int = 256,
-        prefix_cache: bool = True,
-        flash_attn: bool = True,
-        kv_type: str = "f16",
+        n_ctx: int = DEFAULTS.ctx,
+        n_threads: int | None = DEFAULTS.threads,
+        parallel: int = DEFAULTS.parallel,
+        queue_size: int = DEFAULTS.queue_size,
+        prefix_cache: bool = DEFAULTS.prefix_cache,
+        flash_attn: bool = DEFAULTS.flash_attn,
+        kv_type: str = DEFAULTS.kv_type,
     ) -> None:
         path = Path(model_path) if model_path else default_model_path()
         n_seq_max = min(256, 128 + parallel)  # n <= 128 choices; idle ids hold cached prefixes
@@ -88,24 +92,42 @@ class LocalBackend:
         return self.scheduler.stats()
 
     def prompt_tokens(self, request: GenerationRequest) -> list[int]:
+        """The prompt's tokens; ContextLengthExceeded if they cannot fit with max_tokens."""
         # tools, tool calls and tool results in the documented syntax (chatd.engine.tools)
         text = self.template.render(prepare_messages(request))
-        return self.runtime.vocab.tokenize(text, special=True)
+        limit = self.scheduler.ctx_limit
+        completion = request.max_tokens or 1
+        # a lower bound, so that a prompt far too long is never tokenized
+        at_least = -(-len(text.encode("utf-8")) // self.runtime.vocab.longest_piece)
+        if at_least + completion > limit:
+            raise ContextLengthExceeded(limit, at_least, request.max_tokens, at_least=True)
+        prompt = self.runtime.vocab.tokenize(text, special=True)
+        if len(prompt) + completion > limit:
+            raise ContextLengthExceeded(limit, len(prompt), request.max_tokens)
+        return prompt
+
+    def _prepare(
+        self, request: GenerationRequest
+    ) -> tuple[list[int], OutputPlan, list[int] | None]:
+        """The prompt, the output plan and the predicted tokens of `request`."""
+        plan = plan_output(request, self.runtime.vocab)
+        prompt = self.prompt_tokens(request)
+        predicted = None
+        if request.prediction:
+            predicted = self.runtime.vocab.tokenize(request.prediction, special=False)
+        return prompt, plan, predicted
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        if needs_grammar(request):
-            # compiling a grammar can take tens of milliseconds: not on the event loop
-            plan = await asyncio.to_thread(plan_output, request, self.runtime.vocab)
+        if needs_grammar(request) or _chars(request) > LARGE_PROMPT_CHARS:
+            # compiling a grammar or tokenizing a long prompt takes milliseconds to seconds:
+            # not on the event loop
+            prompt, plan, predicted = await asyncio.to_thread(self._prepare, request)
         else:
-            plan = plan_output(request, self.runtime.vocab)
-        prompt = self.prompt_tokens(request)
-        limit = self.scheduler.ctx_limit
-        if len(prompt) + (request.max_tokens or 1) > limit:
-            raise ContextLengthExceeded(limit, len(prompt), request.max_tokens)
+            prompt, plan, predicted = self._prepare(request)
         loop = asyncio.get_running_loop()
-        job = Job(request, prompt, plan, loop, asyncio.Queue(), ctx_limit=limit)
-        if request.prediction:
-            job.predicted = self.runtime.vocab.tokenize(request.prediction, special=False)
+        job = Job(request, prompt, plan, loop, asyncio.Queue(), ctx_limit=self.scheduler.ctx_limit)
+        if predicted is not None:
+            job.predicted = predicted
         self.scheduler.submit(job)
         finished = False
         try:
@@ -124,3 +146,15 @@ class LocalBackend:
     async def close(self) -> None:
         await asyncio.to_thread(self.scheduler.stop)
         self.runtime.close()
+
+
+def _chars(request: GenerationRequest) -> int:
+    """About how many characters the prompt holds: a cheap guess at the cost of preparing it."""
+    total = len(request.prediction or "")
+    for message in request.messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(len(part.get("text") or "") for part in content if isinstance(part, dict))
+    return total

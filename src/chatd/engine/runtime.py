@@ -57,6 +57,8 @@ class Vocab:
         self.eos_id: int = llama_cpp.llama_vocab_eos(self.vocab)
         self.add_bos: bool = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self._pieces: list[bytes] = [self._piece(t) for t in range(self.n_vocab)]
+        # no token covers more bytes of text: len(utf8) / this is a lower bound on tokens
+        self.longest_piece: int = max(1, *map(len, self._pieces))
         self.eog_mask = np.zeros(self.n_vocab, dtype=bool)
         self.eog_mask[self.eog_ids] = True
 
