@@ -10,6 +10,7 @@ adds chatd's sampling extensions to the request and its error body to every oper
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -50,6 +51,17 @@ EXTENSIONS: dict[str, Any] = {
         "description": "chatd extension: generate until max_tokens, past end of text.",
     },
 }
+
+# Where real traffic differs from the schema, what real clients accept: (schema, property,
+# why). Each such property becomes nullable.
+REAL_API_NULLS = [
+    ("ChatCompletionList", "first_id", "an empty page has no first or last id: null"),
+    ("ChatCompletionList", "last_id", "an empty page has no first or last id: null"),
+    ("ChatCompletionMessageList", "first_id", "an empty page has no first or last id: null"),
+    ("ChatCompletionMessageList", "last_id", "an empty page has no first or last id: null"),
+]
+
+ROLES = ["developer", "system", "user", "assistant", "tool", "function"]
 
 ERROR = {
     "description": "An error: the request is invalid, unauthorised, too large, or the "
@@ -135,6 +147,22 @@ def add_extensions(request: dict[str, Any]) -> None:
     raise SystemExit("CreateChatCompletionRequest has no branch with `messages`")
 
 
+def real_api(schemas: dict[str, Any]) -> None:
+    """Where the real API's traffic (and its own examples) differ from the schema."""
+    for name, prop, why in REAL_API_NULLS:
+        schema = schemas[name]["properties"][prop]
+        schema["nullable"] = True
+        schema["description"] = f"{schema.get('description', '').strip()} (chatd: {why})"
+    # A listed message is a stored one, of any role (the operation's own example lists a
+    # user message), but the schema types every item as an assistant's response message.
+    message = copy.deepcopy(schemas["ChatCompletionResponseMessage"])
+    message["properties"]["role"]["enum"] = ROLES
+    message["properties"]["role"]["description"] = "The role of the message's author."
+    message["properties"]["role"].pop("x-stainless-const", None)
+    items = schemas["ChatCompletionMessageList"]["properties"]["data"]["items"]
+    items["allOf"] = [message if "$ref" in part else part for part in items["allOf"]]
+
+
 def build(official: dict[str, Any]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for path, methods in SERVED.items():
@@ -149,6 +177,7 @@ def build(official: dict[str, Any]) -> dict[str, Any]:
         paths[path] = operations
     components = components_of(official, paths)
     add_extensions(components["schemas"]["CreateChatCompletionRequest"])
+    real_api(components["schemas"])
     schemes = official["components"]["securitySchemes"]
     components["securitySchemes"] = {"ApiKeyAuth": schemes["ApiKeyAuth"]}
     info = official["info"]
@@ -177,7 +206,9 @@ def main(argv: list[str]) -> None:
     out = Path(argv[1]) if len(argv) == 2 else OUT
     document = unnull(build(official))
     out.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
-    print(f"{out}: {len(document['paths'])} paths, {len(document['components']['schemas'])} schemas")
+    print(
+        f"{out}: {len(document['paths'])} paths, {len(document['components']['schemas'])} schemas"
+    )
 
 
 if __name__ == "__main__":
