@@ -1,6 +1,6 @@
 """Fuzz a live chatd with schemathesis, from the OpenAPI document it serves.
 
-    python -m bench.fuzz [--requests 10000] [--url http://127.0.0.1:8000] [--seed 1]
+    python -m bench.fuzz [--requests 10000] [--workers 4] [--url URL] [--database-url URL]
 
 Without --url it starts its own `chatd serve --parallel 8 --ctx 2048`. Every operation of
 GET /openapi.json gets generated requests, valid ones (positive) and ones that break the
@@ -235,6 +235,7 @@ def merge(reports: list[Report]) -> Report:
 
 
 def work(url: str, seed: int, requests: int, progress: bool) -> Report:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler is for the parent
     return Fuzzer(url, seed, progress).run(requests)
 
 
@@ -246,12 +247,14 @@ def brief(exc: Exception) -> str:
 
 
 @contextmanager
-def server(url: str | None, threads: int) -> Iterator[str]:
+def server(url: str | None, threads: int, database_url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
     spec = servers.chatd(prompts.default_model(), parallel=8, ctx=2048)
     spec.cmd += ["--threads", str(threads)]
+    if database_url:
+        spec.cmd += ["--database-url", database_url]
     with servers.Server(spec, Path(tempfile.mkdtemp(prefix="chatd-fuzz-"))) as srv:
         yield srv.base
 
@@ -262,10 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--url", help="a running chatd (default: start one)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="the started server's (see README)")
+    ap.add_argument("--database-url", help="the started server's store (default: SQLite)")
     ap.add_argument("--workers", type=int, default=4, help="fuzzing processes (seeds differ)")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
-    with server(args.url, args.threads) as url:
+    with server(args.url, args.threads, args.database_url) as url:
         each = args.requests // args.workers
         share = [(url, args.seed + i, each, i == 0) for i in range(args.workers)]
         with multiprocessing.Pool(args.workers) as pool:
