@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from chatd.api.errors import invalid_api_key
 
 LOCAL_PRINCIPAL = "local"
-OPEN_PATHS = frozenset({"/health", "/metrics"})
+OPEN_PATHS = frozenset({"/health", "/metrics", "/openapi.json"})
 
 
 def principal_of(key: str) -> str:

@@ -50,6 +50,14 @@ def validate_metadata(value: Any, param: str = "metadata") -> dict[str, str]:
                 param=f"{param}.{key}",
                 code="invalid_type",
             )
+        for text, what in ((key, "property name"), (item, "value")):
+            if "\x00" in text:  # PostgreSQL's text cannot hold it: refused on every store
+                raise APIError(
+                    f"Invalid {what} in '{param}': strings cannot contain the null character "
+                    "(\\u0000).",
+                    param=f"{param}.{key}",
+                    code="invalid_value",
+                )
         if len(item) > MAX_VALUE_LENGTH:
             raise APIError(
                 f"Invalid '{param}.{key}': string too long. Expected a string with maximum "

@@ -24,6 +24,17 @@ def not_found(completion_id: str, param: str | None = None) -> APIError:
     return APIError(f"No chat completion found with id '{completion_id}'.", status=404, param=param)
 
 
+def storable(text: str) -> bool:
+    """Whether `text` can be stored at all: PostgreSQL's text holds no null character.
+
+    No id chatd makes contains one, so such an id is unknown without asking the store.
+    """
+    return "\x00" not in text
+
+
+EMPTY_PAGE = {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
+
+
 def parse_limit(params: QueryParams) -> int:
     raw = params.get("limit")
     if raw is None or raw == "":
@@ -91,10 +102,15 @@ async def list_completions(request: Request) -> Response:
     limit, order = parse_limit(params), parse_order(params)
     metadata = parse_metadata_filter(params)
     after = params.get("after") or None
+    model = params.get("model") or None
+    if after is not None and not storable(after):
+        raise not_found(after, "after")
+    if model is not None and not storable(model):
+        return json_response(EMPTY_PAGE)
     try:
         page = await store_of(request).list(
             owner_of(request),
-            model=params.get("model") or None,
+            model=model,
             metadata=metadata or None,
             after=after,
             limit=limit,
@@ -105,8 +121,15 @@ async def list_completions(request: Request) -> Response:
     return json_response(page.body())
 
 
+def completion_id_of(request: Request) -> str:
+    completion_id: str = request.path_params["completion_id"]
+    if not storable(completion_id):
+        raise not_found(completion_id)
+    return completion_id
+
+
 async def retrieve_completion(request: Request) -> Response:
-    completion_id = request.path_params["completion_id"]
+    completion_id = completion_id_of(request)
     try:
         return json_response(await store_of(request).get(owner_of(request), completion_id))
     except NotFound:
@@ -140,7 +163,7 @@ async def read_update_body(request: Request) -> dict[str, str]:
 
 
 async def update_completion(request: Request) -> Response:
-    completion_id = request.path_params["completion_id"]
+    completion_id = completion_id_of(request)
     metadata = await read_update_body(request)
     try:
         updated = await store_of(request).update(owner_of(request), completion_id, metadata)
@@ -150,7 +173,7 @@ async def update_completion(request: Request) -> Response:
 
 
 async def delete_completion(request: Request) -> Response:
-    completion_id = request.path_params["completion_id"]
+    completion_id = completion_id_of(request)
     try:
         await store_of(request).delete(owner_of(request), completion_id)
     except NotFound:
@@ -160,16 +183,16 @@ async def delete_completion(request: Request) -> Response:
 
 
 async def list_messages(request: Request) -> Response:
-    completion_id = request.path_params["completion_id"]
+    completion_id = completion_id_of(request)
     params = request.query_params
     limit, order = parse_limit(params), parse_order(params)
+    after = params.get("after") or None
     try:
+        if after is not None and not storable(after):
+            await store_of(request).get(owner_of(request), completion_id)  # 404 comes first
+            raise InvalidCursor(after)
         page = await store_of(request).messages(
-            owner_of(request),
-            completion_id,
-            after=params.get("after") or None,
-            limit=limit,
-            order=order,
+            owner_of(request), completion_id, after=after, limit=limit, order=order
         )
     except NotFound:
         raise not_found(completion_id) from None

@@ -1,0 +1,53 @@
+"""Streamed chat completions checked against the OpenAPI document chatd serves."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+
+class StreamValidator:
+    """Every `data:` event of a stream against CreateChatCompletionStreamResponse."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        resource = Resource.from_contents({"$schema": DRAFT, **document})
+        self.registry = Registry().with_resource("urn:chatd", resource)
+        self.chunk = self.validator("CreateChatCompletionStreamResponse")
+        self.error = self.validator("ErrorResponse")
+
+    def validator(self, name: str) -> jsonschema.Draft202012Validator:
+        ref = {"$ref": f"urn:chatd#/components/schemas/{name}"}
+        return jsonschema.Draft202012Validator(ref, registry=self.registry)
+
+    def chunk_problem(self, chunk: Any) -> str | None:
+        error = jsonschema.exceptions.best_match(self.chunk.iter_errors(chunk))
+        return None if error is None else f"chunk: {error.message} at {list(error.path)}"
+
+    def problems(self, events: list[str]) -> list[str]:
+        """What is wrong with a whole stream: each chunk valid, `[DONE]` or an error last."""
+        if not events:
+            return ["a stream without events"]
+        found: list[str] = []
+        for data in events[:-1]:
+            if data == "[DONE]":
+                found.append("[DONE] before the end of the stream")
+                continue
+            problem = self.chunk_problem(json.loads(data))
+            if problem:
+                found.append(problem)
+        last = events[-1]
+        if last != "[DONE]":
+            parsed = json.loads(last)
+            if "error" not in parsed or not self.error.is_valid(parsed):
+                found.append(f"a stream that ends without [DONE] or an error: {last[:200]}")
+        return found
+
+
+def events_of(text: str) -> list[str]:
+    """The `data:` payloads of an SSE body."""
+    return [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
