@@ -32,7 +32,13 @@ def storable(text: str) -> bool:
     return "\x00" not in text
 
 
-EMPTY_PAGE = {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
+EMPTY_PAGE: dict[str, object] = {
+    "object": "list",
+    "data": [],
+    "first_id": None,
+    "last_id": None,
+    "has_more": False,
+}
 
 
 def parse_limit(params: QueryParams) -> int:
