@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatd.api import chat, metrics, models, stored
+from chatd.api import chat, metrics, models, stored, web
 from chatd.api.auth import AuthMiddleware
 from chatd.api.errors import (
     APIError,
@@ -72,6 +72,7 @@ def create_app(settings: Settings, backends: list[Backend] | None = None) -> Sta
             *stored.routes,
             *models.routes,
             *metrics.routes,
+            *web.routes,
         ],
         middleware=[Middleware(AuthMiddleware, api_keys=settings.api_keys)],
         exception_handlers={
