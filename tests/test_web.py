@@ -218,6 +218,47 @@ def test_markdown_is_rendered_as_code_and_sanitised(page: Page, server: Server) 
     assert "onerror" not in html and "<script" not in html and "javascript:" not in html
 
 
+def test_errors_are_shown(page: Page, server: Server) -> None:
+    open_page(page, server)
+    page.fill("#n", "500")
+    page.fill("#prompt", "Hi")
+    page.press("#prompt", "Enter")
+    error = page.locator(".answer .error")
+    error.wait_for()
+    assert "n" in error.inner_text() and "500" in error.inner_text()
+    assert page.is_enabled("#send")
+
+    page.fill("#n", "1")
+    page.fill("#tools", "[{not json")
+    page.fill("#prompt", "Hi")
+    page.press("#prompt", "Enter")
+    assert "Tools is not valid JSON" in page.locator("#notice").inner_text()
+
+
+def test_error_event_mid_stream_is_shown(page: Page, server: Server) -> None:
+    # chatd sends an error event only when a stream breaks (a failed store write, say),
+    # which no request can trigger on purpose: the browser gets such a stream from a route.
+    chunk = {
+        "id": "chatcmpl-x",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "smollm2",
+        "choices": [{"index": 0, "delta": {"content": "Half an ans"}, "finish_reason": None}],
+    }
+    error = {"error": {"message": "The server had an error.", "type": "server_error"}}
+    body = f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(error)}\n\n"
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(status=200, content_type="text/event-stream", body=body),
+    )
+    open_page(page, server)
+    page.fill("#prompt", "Hi")
+    page.press("#prompt", "Enter")
+    page.wait_for_selector(".answer.done")
+    assert page.locator(".answer .choice-content").inner_text() == "Half an ans"
+    assert page.locator(".answer .error").inner_text() == "The server had an error."
+
+
 def test_stop_cancels_the_generation(page: Page, server: Server) -> None:
     open_page(page, server)
     page.fill("#max-tokens", "4000")

@@ -129,6 +129,7 @@ class AnswerView {
     this.node = el("div.answer", {}, el("div.role", { text: "assistant" }), this.grid, this.status, this.stats);
     for (let i = 0; i < n; i++) this.choice(i);
     this.pending = false;
+    this.done = false;
   }
 
   choice(index) {
@@ -145,11 +146,13 @@ class AnswerView {
     this.pending = true;
     requestAnimationFrame(() => {
       this.pending = false;
+      if (this.done) return; // finish() has drawn the final state
       for (const choice of this.choices) choice.render(false);
     });
   }
 
   finish({ usage, started, first, ended, id, error, stopped }) {
+    this.done = true;
     for (const choice of this.choices) choice.render(true);
     this.node.classList.add("done");
     if (stopped) this.status.append(el("div.stopped", { text: "Stopped: the request was cancelled." }));
