@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatd.api import chat, metrics, models, openapi, stored
+from chatd.api import chat, metrics, models, openapi, stored, web
 from chatd.api.auth import AuthMiddleware
 from chatd.api.drain import Drain, DrainMiddleware
 from chatd.api.errors import (
@@ -63,6 +63,7 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
             *models.routes,
             *metrics.routes,
             *openapi.routes,
+            *web.routes,
         ],
         middleware=[
             Middleware(UnexpectedErrorMiddleware),

@@ -10,7 +10,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from chatd.api.errors import invalid_api_key
 
 LOCAL_PRINCIPAL = "local"
-OPEN_PATHS = frozenset({"/health", "/metrics", "/openapi.json"})
+OPEN_PATHS = frozenset({"/health", "/metrics", "/openapi.json", "/"})
+OPEN_PREFIXES = ("/static/",)  # the chat page's files: the page asks for a key itself
 
 
 def principal_of(key: str) -> str:
@@ -47,7 +48,8 @@ class AuthMiddleware:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         principal = self._principal(key_from_headers(scope["headers"]))

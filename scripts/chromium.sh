@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Headless Chromium for the browser tests (Debian's package; Playwright's own download
+# cannot run here). Idempotent: installs it when missing, then prints the binary's path.
+#
+#   scripts/chromium.sh    print the path (CHATD_TEST_CHROMIUM for tests), installing first
+set -euo pipefail
+
+find_chromium() {
+    local name
+    for name in chromium chromium-browser; do
+        if command -v "$name" >/dev/null 2>&1; then
+            command -v "$name"
+            return
+        fi
+    done
+}
+
+BIN="$(find_chromium)"
+if [ -z "$BIN" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "chromium.sh: Chromium is not installed; run as root to install it" >&2
+        exit 1
+    fi
+    echo "chromium.sh: installing Chromium (Debian package)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq chromium >&2
+    BIN="$(find_chromium)"
+fi
+if [ -z "$BIN" ]; then
+    echo "chromium.sh: no chromium binary after installing the package" >&2
+    exit 1
+fi
+echo "$BIN"
