@@ -26,6 +26,7 @@ format: install
 	$(BIN)/ruff check --fix src tests bench
 
 test: install lint
+	bash scripts/cli-tools.sh
 	CHATD_TEST_PG_URL="$$(bash scripts/postgres.sh start)" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
