@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shlex
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class Terminal:
@@ -18,15 +19,16 @@ class Terminal:
         self, command: Sequence[str], env: dict[str, str], width: int = 100, height: int = 30
     ) -> None:
         self.socket = f"chatd-test-{uuid.uuid4().hex[:12]}"
-        # the shell keeps the pane open after the program ends, and shows its exit status
-        script = f"{shlex.join(command)}; echo \"[exited with $?]\"; sleep 600"
-        self._tmux(
-            "new-session", "-d", "-x", str(width), "-y", str(height), "sh", "-c", script, env=env
-        )
+        # the pane stays after the program ends and says "Pane is dead (status N, ...)";
+        # no wrapper shell: Ctrl-C's SIGINT would end it too
+        self.config = Path(tempfile.mkdtemp()) / "tmux.conf"
+        self.config.write_text("set -g remain-on-exit on\n")
+        size = ["-x", str(width), "-y", str(height)]
+        self._tmux("new-session", "-d", *size, *command, env=env)
 
     def _tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
         done = subprocess.run(
-            ["tmux", "-L", self.socket, "-f", os.devnull, *args],
+            ["tmux", "-L", self.socket, "-f", str(self.config), *args],
             env=env,
             capture_output=True,
             text=True,
@@ -61,7 +63,12 @@ class Terminal:
                 raise AssertionError(f"no {pattern!r} on the screen after {timeout}s:\n{screen}")
             time.sleep(0.05)
 
+    def exit_status(self, timeout: float = 30) -> int:
+        """Wait for the program to end; its exit status."""
+        return int(self.wait_for(r"^Pane is dead \(status (\d+),", timeout).group(1))
+
     def close(self) -> None:
         subprocess.run(
             ["tmux", "-L", self.socket, "kill-server"], capture_output=True, check=False, timeout=30
         )
+        shutil.rmtree(self.config.parent, ignore_errors=True)

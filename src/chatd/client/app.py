@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import openai
@@ -105,6 +106,7 @@ class Chat:
 
     def send(self, text: str) -> None:
         """Stream the answer to `text`; keep the exchange unless it was stopped before any text."""
+        start = time.monotonic()
         try:
             stream = self.client.chat.completions.create(
                 **self.conversation.request(text),
@@ -112,7 +114,7 @@ class Chat:
                 stream_options={"include_usage": True},
             )
         except KeyboardInterrupt:  # before the first token; the SDK closed the connection
-            answer = Answer(stopped=True)
+            answer = Answer(stopped=True, elapsed_s=time.monotonic() - start)
         except openai.OpenAIError as exc:
             self.error(describe_error(exc, self.base_url))
             return
@@ -121,7 +123,7 @@ class Chat:
             # the server cancels the generation
             with stream:
                 try:
-                    answer = stream_answer(self.console, stream)
+                    answer = stream_answer(self.console, stream, start)
                 except openai.OpenAIError as exc:
                     self.error(describe_error(exc, self.base_url))
                     return

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from openai.types.chat import ChatCompletionChunk
@@ -49,12 +51,38 @@ class Tail:
             yield Segment.line()
 
 
-def stream_answer(console: Console, stream: Iterable[ChatCompletionChunk]) -> Answer:
-    """Show the chunks' text as it arrives; Ctrl-C stops it (the caller closes the stream)."""
-    answer = Answer()
-    start = time.monotonic()
+@contextlib.contextmanager
+def no_echo() -> Iterator[None]:
+    """Keys typed while an answer streams are not echoed (they wait for the next prompt).
+
+    An echo, the `^C` of Ctrl-C too, would move the cursor under Live's feet, and Live
+    would then erase the wrong lines.
+    """
     try:
-        with Live(console=console, refresh_per_second=10, transient=True) as live:
+        import termios
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+    except (ImportError, OSError, ValueError):  # not a Unix terminal
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~termios.ECHO
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
+def stream_answer(console: Console, stream: Iterable[ChatCompletionChunk], start: float) -> Answer:
+    """Show the chunks' text as it arrives; Ctrl-C stops it (the caller closes the stream).
+
+    `start` is when the request was sent (`time.monotonic()`).
+    """
+    answer = Answer()
+    try:
+        with no_echo(), Live(console=console, refresh_per_second=10, transient=True) as live:
             for chunk in stream:
                 answer.chunks += 1
                 answer.model = chunk.model or answer.model
@@ -87,16 +115,15 @@ def stream_answer(console: Console, stream: Iterable[ChatCompletionChunk]) -> An
 def summary(answer: Answer) -> Text:
     """One dim line: model, tokens, speed, finish reason (or that Ctrl-C stopped it)."""
     parts = [answer.model or "?"]
-    if answer.usage is not None:
+    if answer.usage is not None:  # a stopped stream has none: count its chunks
         parts.append(f"{answer.usage.completion_tokens} tokens")
-        tokens = answer.usage.completion_tokens
     else:
-        tokens = answer.chunks
+        parts.append(f"{answer.chunks} chunks")
     if answer.first_token_s is not None:
         parts.append(f"first token {answer.first_token_s:.2f}s")
     parts.append(f"{answer.elapsed_s:.1f}s")
     decode_s = answer.elapsed_s - (answer.first_token_s or 0.0)
-    if answer.usage is not None and tokens > 1 and decode_s > 0:
-        parts.append(f"{(tokens - 1) / decode_s:.1f} tokens/s")
+    if answer.usage is not None and answer.usage.completion_tokens > 1 and decode_s > 0:
+        parts.append(f"{(answer.usage.completion_tokens - 1) / decode_s:.1f} tokens/s")
     parts.append("stopped (Ctrl-C)" if answer.stopped else f"finish {answer.finish_reason}")
     return Text(" · ".join(parts), style="dim")
