@@ -18,6 +18,7 @@ from rich.segment import Segment
 from rich.text import Text
 
 CODE_THEME = "monokai"
+REDRAW_S = 0.1  # redrawing parses the whole answer's Markdown: at most this often
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Answer:
     model: str | None = None
     finish_reason: str | None = None
     usage: CompletionUsage | None = None
-    chunks: int = 0
+    chunks: int = 0  # those with content
     first_token_s: float | None = None
     elapsed_s: float = 0.0
     stopped: bool = False  # Ctrl-C ended it
@@ -81,10 +82,10 @@ def stream_answer(console: Console, stream: Iterable[ChatCompletionChunk], start
     `start` is when the request was sent (`time.monotonic()`).
     """
     answer = Answer()
+    drawn = 0.0
     try:
-        with no_echo(), Live(console=console, refresh_per_second=10, transient=True) as live:
+        with no_echo(), Live(console=console, auto_refresh=False, transient=True) as live:
             for chunk in stream:
-                answer.chunks += 1
                 answer.model = chunk.model or answer.model
                 if chunk.usage is not None:
                     answer.usage = chunk.usage
@@ -97,7 +98,12 @@ def stream_answer(console: Console, stream: Iterable[ChatCompletionChunk], start
                     if answer.first_token_s is None:
                         answer.first_token_s = time.monotonic() - start
                     answer.text += choice.delta.content
-                    live.update(Tail(Markdown(answer.text, code_theme=CODE_THEME)))
+                    answer.chunks += 1
+                    if time.monotonic() - drawn >= REDRAW_S:
+                        live.update(
+                            Tail(Markdown(answer.text, code_theme=CODE_THEME)), refresh=True
+                        )
+                        drawn = time.monotonic()
     except KeyboardInterrupt:
         answer.stopped = True
     finally:
