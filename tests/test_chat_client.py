@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -201,3 +202,14 @@ def test_an_unreachable_server_is_one_readable_line(chat: Callable[..., Terminal
     term.wait_for(f"^error: cannot reach {re.escape(url)}: .*Connection refused")
     assert term.exit_status() == 1
     assert "Traceback" not in term.screen()
+
+
+def test_the_server_does_not_load_the_client_libraries() -> None:
+    code = (
+        "import sys; from chatd import cli; from chatd.api.app import create_app; "
+        "cli.build_parser().parse_args(['serve']); "
+        "loaded = {m.split('.')[0] for m in sys.modules}; "
+        "print(sorted(loaded & {'openai', 'rich', 'prompt_toolkit'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
