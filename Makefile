@@ -27,6 +27,7 @@ format: install
 	$(BIN)/ruff check --fix src tests bench
 
 test: install lint
+	bash scripts/cli-tools.sh
 	CHATD_TEST_PG_URL="$$(bash scripts/postgres.sh start)" \
 	CHATD_TEST_CHROMIUM="$$(bash scripts/chromium.sh)" \
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""`chatd serve`: the command line."""
+"""`chatd serve` and `chatd chat`: the command line."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from chatd import client as chat_client
 from chatd.config import DEFAULTS, Settings, default_data_dir, env_list, load_config
 
 
@@ -33,6 +34,7 @@ def _env_flag(name: str, default: bool) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatd", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    chat_client.add_parser(commands)
     serve = commands.add_parser("serve", help="serve the OpenAI Chat Completions API")
     serve.add_argument(
         "--config",
@@ -168,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         serve(settings_from_args(args))
+    elif args.command == "chat":
+        sys.exit(chat_client.main(args))
     else:  # pragma: no cover - argparse rejects unknown commands
         sys.exit(2)
 
