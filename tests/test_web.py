@@ -268,7 +268,7 @@ def test_stop_cancels_the_generation(page: Page, server: Server) -> None:
     page.fill("#prompt", "Count from one to one thousand in words.")
     page.press("#prompt", "Enter")
     page.wait_for_function(
-        "document.querySelector('.answer .choice-content')?.textContent.length > 20"
+        "document.querySelector('.answer .choice-content')?.textContent.length > 0"
     )
     assert metric(server, "chatd_running_sequences") >= 1
     page.click("#stop")
