@@ -32,6 +32,7 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None  # None = SQLite in data_dir
     log_level: str = "info"
+    local_model: bool = True  # False: a pure gateway that never imports llama.cpp
     config: dict[str, Any] = field(default_factory=dict)  # the --config file's tables, as read
 
     @property
