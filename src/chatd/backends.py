@@ -33,11 +33,16 @@ async def build_backends(settings: Settings) -> list[Backend]:
         from chatd.routing import Gateway
 
         adapters = [adapter_for(spec) for spec in gateway.upstreams]
-        for adapter in adapters:
-            start = getattr(adapter, "start", None)
-            if start is not None:
-                await start()
-        backends.append(Gateway(adapters, gateway.routes, local))
+        try:
+            for adapter in adapters:
+                start = getattr(adapter, "start", None)
+                if start is not None:
+                    await start()
+            backends.append(Gateway(adapters, gateway.routes, local))
+        except BaseException:
+            for adapter in adapters:
+                await adapter.close()
+            raise
     return backends
 
 

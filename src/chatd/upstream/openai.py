@@ -243,7 +243,7 @@ class OpenAIBackend:
             )
         error = vendor_error(body)
         message = error.get("message") or f"HTTP {status}"
-        relay = relayed_headers(headers)
+        relay = relayed_headers(headers, error=True)
         if status == 429:
             return UpstreamError(
                 name,
@@ -291,14 +291,15 @@ def _body_of(request: GenerationRequest) -> dict[str, Any]:
     return body
 
 
-def relayed_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The vendor's response headers a client uses."""
+def relayed_headers(headers: Mapping[str, str], error: bool = False) -> dict[str, str]:
+    """The vendor's response headers a client uses (Retry-After only on an error)."""
     relay = {}
     for key, value in headers.items():
         lower = key.lower()
         if lower in RELAYED_HEADERS or lower.startswith("x-ratelimit-"):
             relay[lower] = value
-    relay.pop("retry-after", None)
+    if not error:
+        relay.pop("retry-after", None)
     return relay
 
 
