@@ -144,3 +144,14 @@ UP = 'name = "u"\nkind = "openai"\nbase_url = "http://127.0.0.1:1/v1"\nmodels = 
 def test_unknown_serve_option_is_refused(tmp_path: Path) -> None:
     done = run_cli(tmp_path, "[serve]\nprot = 9000\n")
     assert done.stderr.strip() == "chatd: --config: [serve] has an unknown key 'prot'"
+
+
+def test_the_documented_example_config_is_valid() -> None:
+    import tomllib
+
+    example = Path(__file__).parent.parent / "docs" / "chatd.example.toml"
+    config = tomllib.loads(example.read_text())
+    gateway = parse_gateway(config, {"OPENAI_API_KEY": "a", "ANTHROPIC_API_KEY": "b"})
+    assert [u.name for u in gateway.upstreams] == ["openai", "anthropic", "gpu-a", "gpu-b"]
+    assert [r.strategy for r in gateway.routes] == ["fallback", "balance"]
+    assert file_defaults(config) == {"host": "0.0.0.0", "port": 8000}
