@@ -25,16 +25,27 @@ import orjson
 
 from bench.upstream_clients import BODY, REQUEST
 
-CHUNK = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}]}\n\n'  # noqa: E501
-LAST = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}\n\ndata: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\ndata: [DONE]\n\n'  # noqa: E501
+
+def sse_chunk(delta: dict[str, object], finish: str | None = None, usage: object = None) -> bytes:
+    choices = (
+        [] if usage else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+    )
+    body = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    body |= {"choices": choices} | ({"usage": usage} if usage else {})
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+USAGE = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
 SSE = b"".join(
     [
-        b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n',
-        CHUNK,
-        CHUNK,
-        LAST,
+        sse_chunk({"role": "assistant", "content": ""}),
+        sse_chunk({"content": "Hi"}),
+        sse_chunk({"content": " there"}),
+        sse_chunk({}, "stop"),
+        sse_chunk({}, usage=USAGE),
+        b"data: [DONE]\n\n",
     ]
-)  # noqa: E501
+)
 
 
 def plain(body: bytes, content_type: bytes) -> bytes:
