@@ -68,6 +68,7 @@ class OpenAIBackend:
                     sock_read=self.spec.timeout_s,
                 ),
                 skip_auto_headers=("user-agent",),
+                read_bufsize=2**20,  # the longest SSE line readline() accepts is twice this
                 auto_decompress=True,
             )
         return self._session
