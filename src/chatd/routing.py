@@ -15,7 +15,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
 from chatd import gateway_metrics as metrics
@@ -154,14 +154,14 @@ class Gateway:
     def __init__(
         self,
         adapters: list[Backend],
-        routes: list[RouteSpec] = (),  # type: ignore[assignment]
+        routes: Sequence[RouteSpec] = (),
         local: Backend | None = None,
     ) -> None:
         self.adapters = adapters
         self.routes: dict[str, Route] = {}
         targets: dict[str, Target] = {}
         for adapter in adapters:
-            spec: UpstreamSpec = adapter.spec  # type: ignore[attr-defined]
+            spec: UpstreamSpec = adapter.spec  # type: ignore[attr-defined]  # every adapter has one
             for info in adapter.list_models():
                 target = _target(info.id, info.id, adapter, spec)
                 targets[info.id] = target
