@@ -161,27 +161,36 @@ WEATHER = {
     "type": "function",
     "function": {
         "name": "get_weather",
+        "strict": True,
         "parameters": {
             "type": "object",
             "properties": {"city": {"type": "string"}},
             "required": ["city"],
+            "additionalProperties": False,
         },
     },
 }
+WEATHER_ASK = {
+    "messages": [{"role": "user", "content": "Weather in Paris?"}],
+    "tools": [WEATHER],
+    "tool_choice": "required",
+    "max_tokens": 30,
+}
 
 
-def test_tools_through_the_gateway(gw: openai.OpenAI, gateway: Server) -> None:
-    messages = [{"role": "user", "content": "Weather in Paris?"}]
-    kwargs = {"tools": [WEATHER], "tool_choice": "required", "max_tokens": 30}
-    raw = gw.chat.completions.with_raw_response.create(
-        model="up/smollm2", messages=messages, **kwargs
-    )
+def test_tools_through_the_gateway(gw: openai.OpenAI) -> None:
+    raw = gw.chat.completions.with_raw_response.create(model="up/smollm2", **WEATHER_ASK)
     body = json.loads(raw.text)
     validate("CreateChatCompletionResponse", body)
-    call = body["choices"][0]["message"]["tool_calls"][0]
+    choice = body["choices"][0]
+    call = choice["message"]["tool_calls"][0]
     assert call["function"]["name"] == "get_weather"
-    assert "city" in json.loads(call["function"]["arguments"])
-    chunks = sse(gateway, {"model": "up/smollm2", "messages": messages, "stream": True, **kwargs})
+    if choice["finish_reason"] == "tool_calls":
+        assert set(json.loads(call["function"]["arguments"])) == {"city"}
+
+
+def test_streamed_tool_calls_through_the_gateway(gateway: Server) -> None:
+    chunks = sse(gateway, {"model": "up/smollm2", "stream": True, **WEATHER_ASK})
     assert chunks[-1] == "[DONE]"
     objects = [json.loads(c) for c in chunks[:-1]]
     for chunk in objects:
@@ -193,8 +202,13 @@ def test_tools_through_the_gateway(gw: openai.OpenAI, gateway: Server) -> None:
         for call in c["choices"][0]["delta"].get("tool_calls") or []
     ]
     assert deltas[0]["function"]["name"] == "get_weather" and deltas[0]["id"]
+    assert all(d["index"] == 0 for d in deltas)
     arguments = "".join(d["function"]["arguments"] for d in deltas)
-    assert "city" in json.loads(arguments)
+    finish = [c["choices"][0]["finish_reason"] for c in objects if c["choices"]][-1]
+    if finish == "tool_calls":
+        assert set(json.loads(arguments)) == {"city"}
+    else:
+        assert finish == "length" and arguments.startswith("{")
 
 
 def test_json_schema_through_the_gateway(gw: openai.OpenAI) -> None:
