@@ -129,7 +129,7 @@ class OpenAIBackend:
             answer = self._json(raw)
             if not isinstance(answer, dict) or "choices" not in answer:
                 raise UpstreamError(self.spec.name, self._named("sent a body with no choices"))
-            yield self._start(answer, response.headers)
+            yield self._start(request, answer, response.headers)
             for event in completion_events(answer):
                 yield event
         finally:
@@ -182,7 +182,7 @@ class OpenAIBackend:
                 raise self._error(502, data, response.headers)
             if not started:
                 started = True
-                yield self._start(chunk, response.headers)
+                yield self._start(request, chunk, response.headers)
             if chunk.get("usage"):
                 usage = usage_of(chunk["usage"])
             for choice in chunk.get("choices") or ():
@@ -195,9 +195,11 @@ class OpenAIBackend:
         # a server that ignores include_usage still ends a complete answer
         yield usage or Usage(0, 0)
 
-    def _start(self, answer: Mapping[str, Any], headers: Mapping[str, str]) -> Start:
+    def _start(
+        self, request: GenerationRequest, answer: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> Start:
         return Start(
-            model=answer.get("model") or "",
+            model=answer.get("model") or request.model.removeprefix(self.prefix),
             system_fingerprint=answer.get("system_fingerprint"),
             service_tier=answer.get("service_tier"),
             headers=relayed_headers(headers),
