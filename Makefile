@@ -28,6 +28,8 @@ format: install
 
 test: install lint
 	bash scripts/cli-tools.sh
+	PYTHON=$(BIN)/python bash scripts/llama_server.sh >/dev/null
+	CHATD_TEST_LLAMA_SERVER="$$(PYTHON=$(BIN)/python bash scripts/llama_server.sh)" \
 	CHATD_TEST_PG_URL="$$(bash scripts/postgres.sh start)" \
 	CHATD_TEST_CHROMIUM="$$(bash scripts/chromium.sh)" \
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -6,6 +6,7 @@ ChatCompletion or encodes them as SSE chunks. Nothing here knows HTTP or llama.c
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -60,6 +61,17 @@ class ResponseFormat:
 
 
 @dataclass(slots=True)
+class Timing:
+    """One request's clock: chatd's own overhead is the time not spent waiting upstream."""
+
+    started: float = field(default_factory=time.perf_counter)
+    upstream_s: float = 0.0  # added to by adapters while they wait on another vendor
+
+    def overhead_s(self) -> float:
+        return max(0.0, time.perf_counter() - self.started - self.upstream_s)
+
+
+@dataclass(slots=True)
 class GenerationRequest:
     """A validated chat request in the form a backend needs."""
 
@@ -82,6 +94,9 @@ class GenerationRequest:
     # fields a remote API may use and the local engine does not (user, metadata,
     # service_tier, reasoning_effort, audio, ...), as the client sent them
     passthrough: dict[str, Any] = field(default_factory=dict)
+    # the client's whole parsed body, for adapters that relay it as sent (OpenAI kind)
+    raw: dict[str, Any] | None = None
+    timing: Timing = field(default_factory=Timing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,3 +331,5 @@ class UpstreamSpec:
     max_retries: int = 2
     headers: dict[str, str] = field(default_factory=dict)
     forward_store: bool = False
+    circuit_failures: int = 5  # failures in a row that open the circuit breaker; 0 = never
+    circuit_cooldown_s: float = 30.0  # how long an open circuit skips the upstream

@@ -10,6 +10,30 @@ from pathlib import Path
 
 from chatd import client as chat_client
 from chatd.config import DEFAULTS, Settings, default_data_dir, env_list, load_config
+from chatd.gateway_config import ConfigError, parse_gateway
+
+# the [serve] table of --config: each key is a flag's name (flags, then CHATD_* env, win)
+SERVE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "host": str,
+    "port": int,
+    "model": str,
+    "model_names": list,
+    "ctx": int,
+    "threads": int,
+    "parallel": int,
+    "queue_size": int,
+    "prefix_cache": bool,
+    "flash_attn": bool,
+    "kv_type": str,
+    "data_dir": str,
+    "database_url": str,
+    "log_level": str,
+    "local_model": bool,
+    "max_body_mb": int,
+    "max_header_kb": int,
+    "read_timeout_s": (int, float),
+    "drain_s": (int, float),
+}
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -31,7 +55,25 @@ def _env_flag(name: str, default: bool) -> bool:
     return default if value is None else value.lower() not in ("0", "false", "no")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def file_defaults(config: dict[str, object]) -> dict[str, object]:
+    """The [serve] table's values for the options no CHATD_* variable sets."""
+    table = config.get("serve", {})
+    if not isinstance(table, dict):
+        raise SystemExit("chatd: --config: serve must be a table ([serve])")
+    defaults = {}
+    for key, value in table.items():
+        expected = SERVE_KEYS.get(key)
+        if expected is None:
+            raise SystemExit(f"chatd: --config: [serve] has an unknown key {key!r}")
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            kind = expected.__name__ if isinstance(expected, type) else "number"
+            raise SystemExit(f"chatd: --config: [serve] {key} must be a {kind}")
+        if f"CHATD_{key.upper()}" not in os.environ:
+            defaults[key] = value
+    return defaults
+
+
+def build_parser(defaults: dict[str, object] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatd", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     chat_client.add_parser(commands)
@@ -122,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM, seconds running generations may take to finish before they are "
         "ended with an error (env CHATD_DRAIN_S)",
     )
+    serve.add_argument(
+        "--local-model",
+        action=argparse.BooleanOptionalAction,
+        default=_env("LOCAL_MODEL", "1") not in ("0", "false", "no"),
+        help="--no-local-model: a pure gateway for the config's upstreams, without llama.cpp "
+        "(env CHATD_LOCAL_MODEL=0)",
+    )
+    if defaults:
+        serve.set_defaults(**{k: v for k, v in defaults.items() if k != "model_names"})
     return parser
 
 
@@ -134,12 +185,21 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise SystemExit("chatd: --read-timeout-s must be positive, --drain-s not negative")
     if args.kv_type == "q8_0" and not args.flash_attn:
         raise SystemExit("chatd: a quantized --kv-type needs flash attention (llama.cpp)")
+    config = load_config(args.config) if args.config else {}
+    try:
+        gateway = parse_gateway(config)
+    except ConfigError as exc:
+        raise SystemExit(f"chatd: --config {args.config}: {exc}") from None
+    if not args.local_model and not gateway.upstreams:
+        raise SystemExit("chatd: --no-local-model needs [[upstreams]] in --config")
+    file_names = config.get("serve", {}).get("model_names", [])
     return Settings(
-        config=load_config(args.config) if args.config else {},
+        config=config,
+        local_model=args.local_model,
         host=args.host,
         port=args.port,
         model=args.model,
-        model_names=args.model_names or env_list("CHATD_MODEL_NAMES"),
+        model_names=args.model_names or env_list("CHATD_MODEL_NAMES") or list(file_names),
         ctx=args.ctx,
         threads=args.threads,
         parallel=args.parallel,
@@ -168,6 +228,8 @@ def serve(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command == "serve" and args.config:
+        args = build_parser(file_defaults(load_config(args.config))).parse_args(argv)
     if args.command == "serve":
         serve(settings_from_args(args))
     elif args.command == "chat":

@@ -36,6 +36,7 @@ class Settings:
     max_header_kb: int = 64  # request line and headers above this get 431
     read_timeout_s: float = 30.0  # the head, then the body, must arrive within this
     drain_s: float = 30.0  # on SIGTERM, how long running generations may take to finish
+    local_model: bool = True  # False: a pure gateway that never imports llama.cpp
     config: dict[str, Any] = field(default_factory=dict)  # the --config file's tables, as read
 
     @property

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -35,7 +36,7 @@ async def health(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
-BackendFactory = Callable[[Settings], list[Backend]]
+BackendFactory = Callable[[Settings], list[Backend] | Awaitable[list[Backend]]]
 
 
 def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
@@ -44,7 +45,8 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        app.state.router = Router(backends(settings))
+        built = backends(settings)
+        app.state.router = Router(await built if inspect.isawaitable(built) else built)
         app.state.started = int(time.time())
         app.state.store = create_store(settings)
         await app.state.store.start()

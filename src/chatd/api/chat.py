@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from chatd.api.errors import APIError, from_backend_error, server_error
 from chatd.api.responses import json_response
 from chatd.api.schemas import ChatRequest, parse_chat_request
 from chatd.api.sse import DONE, sse_error, sse_event
-from chatd.backend import BackendError, Event, GenerationFailed, Start
+from chatd.backend import BackendError, Event, GenerationFailed, GenerationRequest, Start
 from chatd.router import Router
 
 log = logging.getLogger("chatd")
@@ -28,11 +29,13 @@ STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 async def create_chat_completion(request: Request) -> Response:
+    started = time.perf_counter()
     chat = parse_chat_request(await request.body())
     router: Router = request.app.state.router
     backend = router.resolve(chat.model)
     check_capabilities(chat.raw, backend.capabilities(chat.model))
     generation = chat.to_generation(chat.model)
+    generation.timing.started = started
     # ends with a 503 error at the deadline of a graceful shutdown (chatd.api.drain)
     events = aiter(request.app.state.drain.guard(backend.generate(generation)))
     # the status line waits for Start, so a refused request is a real HTTP error
@@ -40,9 +43,8 @@ async def create_chat_completion(request: Request) -> Response:
     envelope = Envelope.of(start, generation.n, generation.logprobs, generation.legacy_functions)
     if chat.stream:
         body = stream_events(request, chat, envelope, events)
-        return StreamingResponse(
-            body, media_type="text/event-stream", headers={**start.headers, **STREAM_HEADERS}
-        )
+        headers = {**start.headers, **STREAM_HEADERS, **overhead(generation)}
+        return StreamingResponse(body, media_type="text/event-stream", headers=headers)
     builder = CompletionBuilder(envelope)
     if not await collect_unless_disconnected(request, events, builder):
         return Response(status_code=499)
@@ -52,8 +54,13 @@ async def create_chat_completion(request: Request) -> Response:
     if chat.store:
         await save(request, chat, completion)
     response = json_response(completion)
-    response.headers.update(start.headers)
+    response.headers.update({**start.headers, **overhead(generation)})
     return response
+
+
+def overhead(generation: GenerationRequest) -> dict[str, str]:
+    """chatd's own time so far: all of it for the local engine, less the upstream's wait."""
+    return {"x-chatd-overhead-ms": f"{generation.timing.overhead_s() * 1000:.3f}"}
 
 
 async def _start(events: AsyncIterator[Event]) -> Start:
@@ -143,4 +150,6 @@ async def save(request: Request, chat: ChatRequest, completion: dict[str, Any]) 
 
 routes = [
     Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
+    # the gateway path some clients are written against: the same endpoint
+    Route("/v4/beta/chat/completions", create_chat_completion, methods=["POST"]),
 ]

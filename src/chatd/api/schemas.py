@@ -141,6 +141,7 @@ class ChatRequest:
             passthrough={
                 key: self.raw[key] for key in PASSTHROUGH if self.raw.get(key) is not None
             },
+            raw=self.raw,
         )
 
 
