@@ -26,6 +26,8 @@ format: install
 	$(BIN)/ruff check --fix src tests bench
 
 test: install lint
+	PYTHON=$(BIN)/python bash scripts/llama_server.sh >/dev/null
+	CHATD_TEST_LLAMA_SERVER="$$(PYTHON=$(BIN)/python bash scripts/llama_server.sh)" \
 	CHATD_TEST_PG_URL="$$(bash scripts/postgres.sh start)" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
