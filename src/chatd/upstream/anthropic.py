@@ -114,14 +114,14 @@ class AnthropicBackend:
                 decoder = SSEDecoder()
                 async for line in response.aiter_lines():
                     item = decoder.feed(line)
-                    if item is None:
+                    # read on to the body's end after message_stop: the connection goes
+                    # back to the pool only when the response was read whole
+                    if item is None or translator.stopped:
                         continue
                     for event in translator.feed_raw(*item):
                         if isinstance(event, Start):
                             event.headers = relayed
                         yield event
-                    if translator.stopped:
-                        break
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
         if not translator.stopped:

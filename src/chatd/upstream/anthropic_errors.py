@@ -85,17 +85,17 @@ def error_from_status(
             status=502,
             retryable=False,
         )
-    if status == 529:
+    if status in (500, 502, 503, 504, 529):
+        wait = retry_after(headers)
         return UpstreamError(
             upstream,
             named,
-            status=503,
-            code="overloaded",
+            status=503 if status == 529 else status,
+            code="overloaded" if status == 529 else None,
+            headers={"retry-after": str(max(1, round(wait)))} if wait is not None else {},
             retryable=True,
-            retry_after_s=retry_after(headers),
+            retry_after_s=wait,
         )
-    if status in (500, 502, 503, 504):
-        return UpstreamError(upstream, named, status=status, retry_after_s=retry_after(headers))
     return UpstreamError(upstream, named, status=502, retryable=False)
 
 
