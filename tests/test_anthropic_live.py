@@ -4,6 +4,7 @@ openai SDK as the client; every response and chunk validated against OpenAI's sc
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -80,6 +81,20 @@ def test_models_are_listed_under_the_upstreams_name(client: openai.OpenAI) -> No
     validate("ListModelsResponse", listing)
     owners = {m["id"]: m["owned_by"] for m in listing["data"]}
     assert owners == {"claude/smollm2": "claude", "nowhere/claude-x": "nowhere"}
+
+
+def test_models_come_from_the_upstream_when_the_config_lists_none(upstream: LlamaServer) -> None:
+    backend = AnthropicBackend(UpstreamSpec("claude", "anthropic", upstream.url + "/v1"))
+
+    async def listed() -> list[str]:
+        try:
+            await backend.start()
+            return [m.id for m in backend.list_models()]
+        finally:
+            await backend.close()
+
+    ids = asyncio.run(listed())
+    assert ids and all(i.startswith("claude/") for i in ids)
 
 
 def test_plain_answer_with_system_prompt(client: openai.OpenAI) -> None:

@@ -391,3 +391,21 @@ def test_vendor_headers_are_relayed_in_openai_names() -> None:
         "x-ratelimit-remaining-requests": "49",
         "x-ratelimit-limit-tokens": "80000",
     }
+
+
+def test_sse_comments_and_multiline_data_are_read_as_the_spec_says() -> None:
+    # llama-server keeps idle streams alive with `:` comment lines
+    lines = [
+        ":",
+        "",
+        "event: ping",
+        "data: {}",
+        "",
+        ": keep-alive",
+        "data: a",
+        "data:b",
+        "",
+        "data: c",
+    ]
+    # an event the stream cut before its blank line is never dispatched
+    assert list(sse_events(lines)) == [("ping", "{}"), ("message", "a\nb")]
