@@ -118,7 +118,7 @@ class AnthropicBackend:
                     # back to the pool only when the response was read whole
                     if item is None or translator.stopped:
                         continue
-                    for event in translator.feed_raw(*item):
+                    for event in self._translate(translator, *item):
                         if isinstance(event, Start):
                             event.headers = relayed
                         yield event
@@ -182,6 +182,16 @@ class AnthropicBackend:
             await asyncio.gather(*tasks, return_exceptions=True)
             for stream in streams:
                 await stream.aclose()
+
+    def _translate(self, translator: StreamTranslator, kind: str, data: str) -> list[Event]:
+        try:
+            return translator.feed_raw(kind, data)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UpstreamError(
+                self.name,
+                f"Upstream '{self.name}' sent a {kind} event chatd could not read.",
+                retryable=not translator.started,
+            ) from exc
 
     def _transport_error(self, exc: httpx.HTTPError) -> UpstreamError:
         if isinstance(exc, httpx.TimeoutException):
