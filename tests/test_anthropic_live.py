@@ -237,13 +237,11 @@ def test_an_unreachable_upstream_is_a_502_naming_it(chatd_url: str, client: open
 
 
 def test_an_upstream_refusal_is_the_clients_400_with_its_message(client: openai.OpenAI) -> None:
-    # llama-server refuses an image with this text-only model: its words reach the client
-    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGk="}}
-    content = [{"type": "text", "text": "What is this?"}, image]
+    # llama-server refuses a prompt longer than its context (4096 per slot) with a 400
+    long = [{"role": "user", "content": "word " * 6000}]
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=2
-        )
+        client.chat.completions.create(model=MODEL, messages=long, max_tokens=2)
     body = caught.value.response.json()
     validate("ErrorResponse", body)
-    assert "claude" in body["error"]["message"]
+    assert "context size" in body["error"]["message"]  # the vendor's words
+    assert "claude" in body["error"]["message"]  # and whose they are
