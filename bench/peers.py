@@ -1,10 +1,11 @@
 """Build the peers outside the repo: llama.cpp's tools and llama-cpp-python's server.
 
-    python -m bench peers [--force]
+    python -m bench peers [--force]   (--force: reinstall llama-cpp-python's server)
 
-Idempotent: everything lands in ~/.cache/chatd-bench (or $CHATD_BENCH_CACHE); a step whose
-output already exists is skipped. The llama.cpp sources come from the llama-cpp-python sdist
-pinned by chatd, so the peers run the very kernels chatd's engine runs.
+Idempotent: llama.cpp's tools are built by scripts/llama_server.sh (its cache, shared with the
+tests), llama-cpp-python's server lands in ~/.cache/chatd-bench (or $CHATD_BENCH_CACHE); a step
+whose output already exists is skipped. The llama.cpp sources come from the llama-cpp-python
+sdist pinned by chatd, so the peers run the very kernels chatd's engine runs.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 LCP_VERSION = "0.3.36"
 TOOLS = ("llama-server", "llama-batched-bench", "llama-bench")
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "llama_server.sh"
 
 
 def cache_dir() -> Path:
@@ -27,17 +28,10 @@ def cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class Peers:
-    """Where the built peers live."""
+    """Where the built peers live: llama.cpp's tools in scripts/llama_server.sh's build."""
 
     root: Path
-
-    @property
-    def src(self) -> Path:
-        return self.root / f"llama_cpp_python-{LCP_VERSION}"
-
-    @property
-    def build(self) -> Path:
-        return self.root / "build"
+    build: Path
 
     def tool(self, name: str) -> Path:
         return self.build / "bin" / name
@@ -49,9 +43,6 @@ class Peers:
     @property
     def lcp_python(self) -> Path:
         return self.lcp_venv / "bin" / "python"
-
-    def have_tools(self) -> bool:
-        return all(self.tool(t).is_file() for t in TOOLS)
 
     def have_lcp(self) -> bool:
         if not self.lcp_python.is_file():
@@ -65,38 +56,13 @@ def _run(cmd: list[str], **kw: object) -> None:
     subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
 
 
-def fetch_sources(p: Peers) -> None:
-    """Download (pip's cache makes it free the second time) and unpack the sdist."""
-    if (p.src / "vendor" / "llama.cpp" / "CMakeLists.txt").is_file():
-        return
-    dl = p.root / "sdist"
-    dl.mkdir(parents=True, exist_ok=True)
-    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "llama-cpp-python"]
-    _run([*pip, f"llama-cpp-python=={LCP_VERSION}", "-d", str(dl)])
-    archive = next(dl.glob(f"llama_cpp_python-{LCP_VERSION}.tar.gz"))
-    with tarfile.open(archive) as tar:
-        tar.extractall(p.root, filter="data")
-
-
-def build_tools(p: Peers, jobs: int = 2) -> None:
-    if p.have_tools():
-        return
-    fetch_sources(p)
-    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-    _run(
-        [
-            "cmake",
-            *gen,
-            "-S",
-            str(p.src / "vendor" / "llama.cpp"),
-            "-B",
-            str(p.build),
-            "-DLLAMA_CURL=OFF",
-            "-DCMAKE_BUILD_TYPE=Release",
-            "-DLLAMA_BUILD_TESTS=OFF",
-        ]
+def build_tools() -> Path:
+    """llama.cpp's tools, built once by the script tests use too; returns the build dir."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    out = subprocess.run(
+        ["bash", str(SCRIPT), *TOOLS[1:]], check=True, stdout=subprocess.PIPE, text=True, env=env
     )
-    _run(["cmake", "--build", str(p.build), f"-j{jobs}", "--target", *TOOLS])
+    return Path(out.stdout.strip()).parent.parent
 
 
 def install_lcp_server(p: Peers) -> None:
@@ -118,12 +84,11 @@ def install_lcp_server(p: Peers) -> None:
 
 
 def ensure(force: bool = False, lcp: bool = True) -> Peers:
-    p = Peers(cache_dir())
-    p.root.mkdir(parents=True, exist_ok=True)
+    root = cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
     if force:
-        shutil.rmtree(p.build, ignore_errors=True)
-        shutil.rmtree(p.lcp_venv, ignore_errors=True)
-    build_tools(p)
+        shutil.rmtree(root / "lcp-venv", ignore_errors=True)
+    p = Peers(root, build_tools())
     if lcp:
         install_lcp_server(p)
     return p
