@@ -80,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=_env("DATA_DIR"))
     serve.add_argument("--database-url", default=_env("DATABASE_URL"))
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    serve.add_argument(
+        "--redis-url",
+        default=_env("REDIS_URL"),
+        help="keep rate limits in this Redis, shared by every instance using it "
+        "(env CHATD_REDIS_URL); default: in this process",
+    )
+    key = commands.add_parser("key", help="manage API keys").add_subparsers(
+        dest="key_command", required=True
+    )
+    key_new = key.add_parser("new", help="print a fresh key (stderr) and its [[keys]] entry")
+    key_new.add_argument("--name", help="the key's name in metrics and errors")
     return parser
 
 
@@ -104,6 +115,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         api_keys=args.api_keys or env_list("CHATD_API_KEYS"),
         data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(),
         database_url=args.database_url,
+        redis_url=args.redis_url,
         log_level=args.log_level,
     )
 
@@ -114,6 +126,10 @@ def serve(settings: Settings) -> None:
     from chatd.api.app import create_app
     from chatd.backends import build_backends
 
+    if settings.redis_url:
+        from chatd.limits import check_redis
+
+        check_redis(settings.redis_url)
     app = create_app(settings, build_backends)
     uvicorn.run(
         app,
@@ -129,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         serve(settings_from_args(args))
+    elif args.command == "key":
+        from chatd.keys import print_new_key
+
+        print_new_key(args.name)
     else:  # pragma: no cover - argparse rejects unknown commands
         sys.exit(2)
 

@@ -31,6 +31,7 @@ class Settings:
     api_keys: list[str] = field(default_factory=list)
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None  # None = SQLite in data_dir
+    redis_url: str | None = None  # None = rate limits kept in this process
     log_level: str = "info"
     config: dict[str, Any] = field(default_factory=dict)  # the --config file's tables, as read
 
