@@ -26,7 +26,9 @@ format: install
 	$(BIN)/ruff check --fix src tests bench
 
 test: install lint
-	CHATD_TEST_PG_URL="$$(bash scripts/postgres.sh start)" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	CHATD_TEST_PG_URL="$$(bash scripts/postgres.sh start)" \
+	CHATD_TEST_REDIS_URL="$$(bash scripts/redis.sh start)" \
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m pip install -q -r bench/requirements.txt
