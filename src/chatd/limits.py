@@ -64,8 +64,8 @@ class Limiter(Protocol):
         """Admit one request of `key` (and count it) or refuse it."""
         ...
 
-    def spend(self, key: Key, tokens: int) -> None:
-        """Debit the tokens an answer used (may complete later, in the background)."""
+    async def spend(self, key: Key, tokens: int) -> None:
+        """Debit the tokens an answer used; completes even if the caller is cancelled."""
         ...
 
     async def close(self) -> None: ...
@@ -119,7 +119,7 @@ class MemoryLimiter:
             tokens = _window(self.tat.get(key.principal + ":t", now), now, key.tpm)
         return Verdict(exceeded is None, exceeded, math.ceil(wait), requests, tokens)
 
-    def spend(self, key: Key, tokens: int) -> None:
+    async def spend(self, key: Key, tokens: int) -> None:
         if key.tpm is None or tokens <= 0:
             return
         now = time.monotonic() * 1000
@@ -240,12 +240,14 @@ class RedisLimiter:
             tokens = Window(key.tpm, int(out[6]), int(out[7]), int(out[8]))
         return Verdict(bool(out[0]), EXCEEDED[int(out[1])], int(out[2]), requests, tokens)
 
-    def spend(self, key: Key, tokens: int) -> None:
+    async def spend(self, key: Key, tokens: int) -> None:
         if key.tpm is None or tokens <= 0:
             return
+        # a task, so that a stream cancelled by its client's leaving is still counted
         task = asyncio.ensure_future(self._spend(key, tokens))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
+        await asyncio.shield(task)
 
     async def _spend(self, key: Key, tokens: int) -> None:
         try:

@@ -163,20 +163,22 @@ async def metered(
                 started = True
             yield event
     finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        if usage is not None:
-            _spend(request, key, usage.prompt_tokens, usage.completion_tokens)
-        elif started:
-            # the backend never reported usage: about one token per delta, and the
-            # prompt guessed from its size
-            prompt = len(orjson.dumps(generation.messages)) // BYTES_PER_TOKEN
-            _spend(request, key, prompt, generated)
+        try:
+            if usage is not None:
+                await _spend(request, key, usage.prompt_tokens, usage.completion_tokens)
+            elif started:
+                # the backend never reported usage: about one token per delta, and the
+                # prompt guessed from its size
+                prompt = len(orjson.dumps(generation.messages)) // BYTES_PER_TOKEN
+                await _spend(request, key, prompt, generated)
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
-def _spend(request: Request, key: Key, prompt: int, completion: int) -> None:
+async def _spend(request: Request, key: Key, prompt: int, completion: int) -> None:
     TOKENS.labels(key.name, "prompt").inc(prompt)
     TOKENS.labels(key.name, "completion").inc(completion)
     limiter: Limiter = request.app.state.limiter
-    limiter.spend(key, prompt + completion)
+    await limiter.spend(key, prompt + completion)
