@@ -11,7 +11,9 @@
    that nothing is refused). Added latency = p50 with limits - p50 without, same server.
 
 Redis: CHATD_BENCH_REDIS_URL, else scripts/redis.sh's throwaway instance. Holds
-/tmp/chatd-bench.lock while measuring.
+/tmp/chatd-bench.lock while measuring, after waiting (CHATD_BENCH_WAIT s, default 600)
+for the CPUs to be quiet: on a busy machine every wait on a socket costs a trip through
+the run queue, and the figures measure the machine, not chatd.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.quiet import bench_lock
+from bench.quiet import bench_lock, busy_fraction, wait_quiet
 from chatd.backend import (
     Capabilities,
     Event,
@@ -212,10 +214,12 @@ def main(argv: list[str]) -> None:
         parser = "hiredis"
     except ImportError:
         parser = "pure-Python"
-    print(f"Redis {url} (reply parser: {parser}); load average {os.getloadavg()[0]:.1f}\n")
     with bench_lock():
+        quiet = wait_quiet(float(os.environ.get("CHATD_BENCH_WAIT", "600")))
+        print(f"Redis {url} (reply parser: {parser}); before the run: {quiet}\n")
         asyncio.run(micro(url, n))
         end_to_end(url, n)
+        print(f"\nCPUs busy right after: {busy_fraction():.0%}")
 
 
 if __name__ == "__main__":
