@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import re
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +26,7 @@ import pytest
 
 from chatd.backend import Event, Finish, GenerationRequest, ModelInfo, Start, TextDelta, Usage
 from chatd.config import Settings
+from tests.conftest import free_port
 from tests.inproc import EchoBackend, ThreadServer
 from tests.redis_support import redis_url
 from tests.schema import validate
@@ -280,6 +283,8 @@ def test_allow_list_looks_like_an_unknown_model(tmp_path: Path) -> None:
         listed = http.get("/v1/models", headers=auth).json()
         validate("ListModelsResponse", listed)
         assert [m["id"] for m in listed["data"]] == ["local/echo", "openai/gpt-4o-mini", "fast"]
+        by_header = http.get("/v1/models", headers={"x-api-key": key}).json()
+        assert by_header == listed  # the gateway's header: the same key, the same list
         everything = http.get("/v1/models", headers={"authorization": f"Bearer {other}"}).json()
         assert len(everything["data"]) == 4
 
@@ -341,3 +346,41 @@ def test_tokens_by_key_on_metrics_never_the_key(tmp_path: Path) -> None:
     assert f'chatd_key_tokens_total{{key="{name}",type="completion"}} 6.0' in metrics
     assert key not in metrics
     assert hashlib.sha256(key.encode()).hexdigest() not in metrics
+
+
+def test_redis_gone_while_serving_serves_unchecked(tmp_path: Path) -> None:
+    script = str(Path(__file__).resolve().parent.parent / "scripts" / "redis.sh")
+    env = {
+        **os.environ,
+        "CHATD_REDIS_DIR": str(tmp_path / "redis"),
+        "CHATD_REDIS_PORT": str(free_port()),
+    }
+    url = subprocess.run(
+        ["bash", script, "start"], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    key = fresh_key()
+    try:
+        with (
+            serve(tmp_path, [entry("hank", key, rpm=100)], redis=url) as base,
+            httpx.Client(base_url=base) as http,
+        ):
+            assert chat(http, key).headers["x-ratelimit-remaining-requests"] == "99"
+            subprocess.run(["bash", script, "stop"], env=env, check=True)
+            # limits must not turn a Redis outage into a chatd outage
+            response = chat(http, key)
+            assert response.status_code == 200
+            validate("CreateChatCompletionResponse", response.json())
+            assert not ratelimit(response)
+    finally:
+        subprocess.run(["bash", script, "stop"], env=env, check=True)
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [(0, "0s"), (20, "20ms"), (1000, "1s"), (1500, "1.5s"), (360_000, "6m0s"),
+     (61_250, "1m1.25s"), (3_600_000, "1h0m0s")],
+)  # fmt: skip
+def test_reset_durations_are_written_as_openai_does(ms: int, text: str) -> None:
+    from chatd.api.limits import duration
+
+    assert duration(ms) == text
