@@ -44,7 +44,7 @@ from chatd.backend import (
     Usage,
 )
 from chatd.keys import Key
-from chatd.limits import Limiter, MemoryLimiter, RedisLimiter
+from chatd.ratelimits import Limiter, MemoryLimiter, RedisLimiter
 
 ROOT = Path(__file__).resolve().parent.parent
 OPEN_KEY, LIMITED_KEY = "sk-bench-open", "sk-bench-limited"

@@ -381,6 +381,6 @@ def test_redis_gone_while_serving_serves_unchecked(tmp_path: Path) -> None:
      (61_250, "1m1.25s"), (3_600_000, "1h0m0s")],
 )  # fmt: skip
 def test_reset_durations_are_written_as_openai_does(ms: int, text: str) -> None:
-    from chatd.api.limits import duration
+    from chatd.api.ratelimit import duration
 
     assert duration(ms) == text

@@ -127,7 +127,7 @@ def serve(settings: Settings) -> None:
     from chatd.backends import build_backends
 
     if settings.redis_url:
-        from chatd.limits import check_redis
+        from chatd.ratelimits import check_redis
 
         check_redis(settings.redis_url)
     app = create_app(settings, build_backends)

@@ -22,12 +22,12 @@ from chatd.api.errors import (
     handle_backend_error,
     handle_http_exception,
 )
-from chatd.api.limits import LimitsMiddleware
+from chatd.api.ratelimit import LimitsMiddleware
 from chatd.api.responses import json_response
 from chatd.backend import Backend, BackendError
 from chatd.config import Settings
 from chatd.keys import load_keyring
-from chatd.limits import create_limiter
+from chatd.ratelimits import create_limiter
 from chatd.router import Router
 from chatd.store import create_store
 

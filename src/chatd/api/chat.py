@@ -16,7 +16,7 @@ from chatd.api.auth import may_use
 from chatd.api.capabilities import check_capabilities
 from chatd.api.completion import ChunkEncoder, CompletionBuilder, Envelope, check_event
 from chatd.api.errors import APIError, from_backend_error, server_error
-from chatd.api.limits import metered
+from chatd.api.ratelimit import metered
 from chatd.api.responses import json_response
 from chatd.api.schemas import ChatRequest, parse_chat_request
 from chatd.api.sse import DONE, sse_error, sse_event
@@ -37,7 +37,7 @@ async def create_chat_completion(request: Request) -> Response:
     backend = router.resolve(chat.model)
     check_capabilities(chat.raw, backend.capabilities(chat.model))
     generation = chat.to_generation(chat.model)
-    events = aiter(metered(request, backend, generation))
+    events = aiter(metered(request, generation, backend.generate(generation)))
     # the status line waits for Start, so a refused request is a real HTTP error
     start = await _start(events)
     envelope = Envelope.of(start, generation.n, generation.logprobs, generation.legacy_functions)

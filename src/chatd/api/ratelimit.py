@@ -12,7 +12,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatd.api.errors import APIError
 from chatd.backend import (
-    Backend,
     Event,
     GenerationRequest,
     RefusalDelta,
@@ -22,7 +21,7 @@ from chatd.backend import (
     Usage,
 )
 from chatd.keys import Key
-from chatd.limits import Limiter, Verdict, Window
+from chatd.ratelimits import Limiter, Verdict, Window
 from chatd.telemetry import REGISTRY
 
 LIMITED_PATHS = frozenset({"/v1/chat/completions", "/v4/beta/chat/completions"})
@@ -144,12 +143,11 @@ class LimitsMiddleware:
 
 
 async def metered(
-    request: Request, backend: Backend, generation: GenerationRequest
+    request: Request, generation: GenerationRequest, events: AsyncIterator[Event]
 ) -> AsyncIterator[Event]:
-    """The backend's events, passed on; the answer's usage is debited from the caller's key
-    when they end or, if they end early (a client that left), what was generated so far."""
+    """`events` (of `generation`), passed on; the answer's usage is debited from the caller's
+    key when they end or, if they end early (a client that left), what was generated."""
     key: Key = request.state.key
-    events = backend.generate(generation)
     usage: Usage | None = None
     started = False
     generated = 0
