@@ -31,6 +31,7 @@ test: install lint
 	PYTHON=$(BIN)/python bash scripts/llama_server.sh >/dev/null
 	CHATD_TEST_LLAMA_SERVER="$$(PYTHON=$(BIN)/python bash scripts/llama_server.sh)" \
 	CHATD_TEST_PG_URL="$$(bash scripts/postgres.sh start)" \
+	CHATD_TEST_REDIS_URL="$$(bash scripts/redis.sh start)" \
 	CHATD_TEST_CHROMIUM="$$(bash scripts/chromium.sh)" \
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -28,6 +28,7 @@ SERVE_KEYS: dict[str, type | tuple[type, ...]] = {
     "data_dir": str,
     "database_url": str,
     "log_level": str,
+    "redis_url": str,
     "local_model": bool,
     "max_body_mb": int,
     "max_header_kb": int,
@@ -171,6 +172,17 @@ def build_parser(defaults: dict[str, object] | None = None) -> argparse.Argument
         help="--no-local-model: a pure gateway for the config's upstreams, without llama.cpp "
         "(env CHATD_LOCAL_MODEL=0)",
     )
+    serve.add_argument(
+        "--redis-url",
+        default=_env("REDIS_URL"),
+        help="keep rate limits in this Redis, shared by every instance using it "
+        "(env CHATD_REDIS_URL); default: in this process",
+    )
+    key = commands.add_parser("key", help="manage API keys").add_subparsers(
+        dest="key_command", required=True
+    )
+    key_new = key.add_parser("new", help="print a fresh key (stderr) and its [[keys]] entry")
+    key_new.add_argument("--name", help="the key's name in metrics and errors")
     if defaults:
         serve.set_defaults(**{k: v for k, v in defaults.items() if k != "model_names"})
     return parser
@@ -210,6 +222,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         api_keys=args.api_keys or env_list("CHATD_API_KEYS"),
         data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(),
         database_url=args.database_url,
+        redis_url=args.redis_url,
         log_level=args.log_level,
         max_body_mb=args.max_body_mb,
         max_header_kb=args.max_header_kb,
@@ -223,6 +236,10 @@ def serve(settings: Settings) -> None:
     from chatd.api.server import serve
     from chatd.backends import build_backends
 
+    if settings.redis_url:
+        from chatd.ratelimits import check_redis
+
+        check_redis(settings.redis_url)
     serve(create_app(settings, build_backends), settings)
 
 
@@ -234,6 +251,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         serve(settings_from_args(args))
     elif args.command == "chat":
         sys.exit(chat_client.main(args))
+    elif args.command == "key":
+        from chatd.keys import print_new_key
+
+        print_new_key(args.name)
     else:  # pragma: no cover - argparse rejects unknown commands
         sys.exit(2)
 

@@ -31,6 +31,7 @@ class Settings:
     api_keys: list[str] = field(default_factory=list)
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None  # None = SQLite in data_dir
+    redis_url: str | None = None  # None = rate limits kept in this process
     log_level: str = "info"
     max_body_mb: int = 64  # request bodies above this get 413 while being read
     max_header_kb: int = 64  # request line and headers above this get 431

@@ -25,9 +25,12 @@ from chatd.api.errors import (
     handle_http_exception,
 )
 from chatd.api.limits import MIB, BodyLimitMiddleware
+from chatd.api.ratelimit import LimitsMiddleware
 from chatd.api.responses import json_response
 from chatd.backend import Backend, BackendError
 from chatd.config import Settings
+from chatd.keys import load_keyring
+from chatd.ratelimits import create_limiter
 from chatd.router import Router
 from chatd.store import create_store
 
@@ -41,6 +44,8 @@ BackendFactory = Callable[[Settings], list[Backend] | Awaitable[list[Backend]]]
 
 def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
     """The app for `settings`, serving the backends that `backends(settings)` builds at start."""
+    keyring = load_keyring(settings)
+    limiter = create_limiter(settings.redis_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -50,9 +55,11 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
         app.state.started = int(time.time())
         app.state.store = create_store(settings)
         await app.state.store.start()
+        await limiter.start()
         try:
             yield
         finally:
+            await limiter.close()
             await app.state.store.close()
             await app.state.router.close()
 
@@ -75,7 +82,8 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
                 max_bytes=settings.max_body_mb * MIB,
                 timeout=settings.read_timeout_s,
             ),
-            Middleware(AuthMiddleware, api_keys=settings.api_keys),
+            Middleware(AuthMiddleware, keyring=keyring),
+            Middleware(LimitsMiddleware, limiter=limiter),
         ],
         exception_handlers={
             APIError: handle_api_error,
@@ -86,4 +94,5 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
     )
     app.state.settings = settings
     app.state.drain = drain
+    app.state.limiter = limiter
     return app

@@ -13,14 +13,16 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from chatd.api.auth import may_use
 from chatd.api.capabilities import check_capabilities
 from chatd.api.completion import ChunkEncoder, CompletionBuilder, Envelope, check_event
 from chatd.api.errors import APIError, from_backend_error, server_error
+from chatd.api.ratelimit import metered
 from chatd.api.responses import json_response
 from chatd.api.schemas import ChatRequest, parse_chat_request
 from chatd.api.sse import DONE, sse_error, sse_event
 from chatd.backend import BackendError, Event, GenerationFailed, GenerationRequest, Start
-from chatd.router import Router
+from chatd.router import Router, UnknownModel
 
 log = logging.getLogger("chatd")
 
@@ -32,12 +34,16 @@ async def create_chat_completion(request: Request) -> Response:
     started = time.perf_counter()
     chat = parse_chat_request(await request.body())
     router: Router = request.app.state.router
+    if not may_use(request, chat.model):
+        raise UnknownModel(chat.model)
     backend = router.resolve(chat.model)
     check_capabilities(chat.raw, backend.capabilities(chat.model))
     generation = chat.to_generation(chat.model)
     generation.timing.started = started
     # ends with a 503 error at the deadline of a graceful shutdown (chatd.api.drain)
-    events = aiter(request.app.state.drain.guard(backend.generate(generation)))
+    events = aiter(
+        request.app.state.drain.guard(metered(request, generation, backend.generate(generation)))
+    )
     # the status line waits for Start, so a refused request is a real HTTP error
     start = await _start(events)
     envelope = Envelope.of(start, generation.n, generation.logprobs, generation.legacy_functions)

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from chatd.api.auth import may_use
 from chatd.api.errors import APIError
 from chatd.api.responses import json_response
 from chatd.backend import ModelInfo
@@ -20,7 +21,7 @@ def model_object(info: ModelInfo, started: int) -> dict[str, object]:
 async def list_models(request: Request) -> Response:
     router: Router = request.app.state.router
     started: int = request.app.state.started
-    data = [model_object(info, started) for info in router.models()]
+    data = [model_object(info, started) for info in router.models() if may_use(request, info.id)]
     return json_response({"object": "list", "data": data})
 
 
@@ -28,7 +29,7 @@ async def get_model(request: Request) -> Response:
     router: Router = request.app.state.router
     model_id = request.path_params["model_id"]
     info = router.info(model_id)
-    if info is None:
+    if info is None or not may_use(request, model_id):
         raise APIError(
             f"The model '{model_id}' does not exist",
             status=404,
