@@ -272,8 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     with server(args.url, args.threads, args.database_url) as url:
         each = args.requests // args.workers
         share = [(url, args.seed + i, each, i == 0) for i in range(args.workers)]
-        with multiprocessing.Pool(args.workers) as pool:
-            report = merge(pool.starmap(work, share))
+        if args.workers == 1:
+            report = work(*share[0])
+        else:  # spawned, not forked: a fork of this threaded process can deadlock
+            with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+                report = merge(pool.starmap(work, share))
     print(report.table())
     for failure in report.failures[:50]:
         print("-", failure)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bench.fuzz import Fuzzer
 from tests.conftest import Server
 from tests.schema import validate
 from tests.store_support import drop_database, fresh_pg_database
 
-REQUESTS = 200
+REQUESTS = 150  # ~70 s on a quiet 2-core machine; bench.fuzz runs 10,000
 
 
 def test_openapi_document_is_served_without_a_key(tmp_path: Path) -> None:
@@ -37,6 +38,7 @@ def test_openapi_document_is_served_without_a_key(tmp_path: Path) -> None:
     assert {"messages", "top_k", "min_p", "repetition_penalty", "ignore_eos"} <= properties
 
 
+@pytest.mark.timeout(900)  # generation is slow on a busy machine; not a speed test
 def test_fuzz_finds_no_5xx_and_no_response_outside_the_document(tmp_path: Path) -> None:
     # one thread: llama.cpp's two wait on each other at every barrier on a busy machine
     args = ("--model-name", "smollm2", "--parallel", "4", "--ctx", "2048", "--threads", "1")
