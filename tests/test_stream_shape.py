@@ -204,7 +204,11 @@ def test_tool_call_streams_have_the_real_shape(
         assert calls >= 1
         assert sequence == ["open", *["call", "arguments"] * calls, "finish"]
         assert kinds(theirs)[0] == ["open", "call", "arguments", "call", "arguments", "finish"]
-    assert finish_reasons(ours) == finish_reasons(theirs) == ["tool_calls"]
+    # calls may follow one another until max_tokens cuts the last one
+    assert finish_reasons(theirs) == ["tool_calls"]
+    assert finish_reasons(ours) == ["tool_calls"] or (
+        parallel and finish_reasons(ours) == ["length"]
+    )
     ours_heads, ours_args = call_chunks(ours)
     theirs_heads, theirs_args = call_chunks(theirs)
     for head in ours_heads:

@@ -310,30 +310,55 @@ def test_parallel_calls_are_allowed(client: openai.OpenAI) -> None:
         temperature=1.2,
         max_tokens=80,
     )
+    calls = []
     for choice in body["choices"]:
+        assert choice["finish_reason"] in ("tool_calls", "length")
         if choice["finish_reason"] == "tool_calls":
+            calls.append(len(choice["message"]["tool_calls"]))
             for call in choice["message"]["tool_calls"]:
                 jsonschema.validate(json.loads(call["function"]["arguments"]), WEATHER_PARAMS)
+    assert max(calls) >= 2, calls  # Paris and Rome: some choice calls twice
 
 
-def test_tool_choice_none_and_auto(client: openai.OpenAI) -> None:
+def test_tool_choice_none(client: openai.OpenAI) -> None:
     body = create(
         client, messages=ASK_WEATHER, tools=[WEATHER], tool_choice="none", max_tokens=20, seed=1
     )
     assert body["choices"][0]["finish_reason"] in ("stop", "length")
     assert "tool_calls" not in body["choices"][0]["message"]
-    body = create(client, messages=ASK_WEATHER, tools=[WEATHER, CLOCK], n=3, seed=2, max_tokens=60)
-    for choice in body["choices"]:
-        message = choice["message"]
-        if choice["finish_reason"] == "tool_calls":
-            for call in message["tool_calls"]:
-                assert call["function"]["name"] in ("get_weather", "get_time")
-                json.loads(call["function"]["arguments"])
-        elif choice["finish_reason"] == "stop":
-            assert "tool_calls" not in message and message["content"] is not None
-        else:  # cut by max_tokens: text, or text then a call cut short
-            assert choice["finish_reason"] == "length"
-            assert message["content"] is not None or message.get("tool_calls")
+    assert "<tool_call" not in body["choices"][0]["message"]["content"]
+
+
+def check_auto_choice(choice: dict[str, Any]) -> str:
+    """What a client of tool_choice auto relies on; returns "call" or "text"."""
+    message = choice["message"]
+    assert "<tool_call" not in (message["content"] or "")  # the call syntax never leaks
+    calls = message.get("tool_calls") or []
+    if choice["finish_reason"] == "length":  # cut: a call may be cut short too
+        return "call" if calls else "text"
+    assert choice["finish_reason"] == ("tool_calls" if calls else "stop")
+    for call in calls:
+        arguments = json.loads(call["function"]["arguments"])
+        if call["function"]["name"] == "get_weather":
+            jsonschema.validate(arguments, WEATHER_PARAMS)
+        else:
+            assert call["function"]["name"] == "get_time" and arguments == {}
+    if not calls:
+        assert message["content"].strip()
+    return "call" if calls else "text"
+
+
+def test_tool_choice_auto_answers_text_or_valid_calls(client: openai.OpenAI) -> None:
+    # SmolLM2 mostly answers in text under auto (8 of 8 here, seed 2); that a call, once
+    # begun, must be a valid one is the grammar's part (test_auto_tools_text_or_call).
+    outcomes = {}
+    for name, messages in (
+        ("weather", ASK_WEATHER),
+        ("haiku", [{"role": "user", "content": "Write a haiku about autumn leaves."}]),
+    ):
+        body = create(client, messages=messages, tools=[WEATHER, CLOCK], n=4, seed=2, max_tokens=60)
+        outcomes[name] = [check_auto_choice(choice) for choice in body["choices"]]
+    assert "text" in outcomes["haiku"], outcomes  # auto is not "required"
 
 
 def test_custom_tools(client: openai.OpenAI) -> None:
