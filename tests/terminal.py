@@ -51,7 +51,7 @@ class Terminal:
         """The pane and its scrollback, wrapped lines joined."""
         return self._tmux("capture-pane", "-t", "0", "-p", "-J", "-S", "-")
 
-    def wait_for(self, pattern: str, timeout: float = 60, after: int = 0) -> re.Match[str]:
+    def wait_for(self, pattern: str, timeout: float = 120, after: int = 0) -> re.Match[str]:
         """Poll the screen until `pattern` matches its text from offset `after`."""
         deadline = time.monotonic() + timeout
         while True:

@@ -98,7 +98,9 @@ def test_streams_an_answer_and_applies_commands(
     term.type(question)
     term.wait_for(re.escape(f"> {question}"))
     partial = ""
+    deadline = time.monotonic() + 240
     while not re.search(SUMMARY, screen := term.screen(), re.MULTILINE):
+        assert time.monotonic() < deadline, screen
         partial = partial or answer_between(screen, question)
         time.sleep(0.02)
     first = re.search(SUMMARY, screen, re.MULTILINE)
