@@ -36,6 +36,8 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "2",
         "--ctx",
         "4096",
+        "--threads",
+        "1",  # short answers; on a busy machine two threads mostly wait for each other
     ).start()
     yield srv
     srv.stop()
