@@ -19,7 +19,7 @@ class Terminal:
         self, command: Sequence[str], env: dict[str, str], width: int = 100, height: int = 30
     ) -> None:
         self.socket = f"chatd-test-{uuid.uuid4().hex[:12]}"
-        # the pane stays after the program ends and says "Pane is dead (status N, ...)";
+        # the pane stays after the program ends, so its screen and exit status can be read;
         # no wrapper shell: Ctrl-C's SIGINT would end it too
         self.config = Path(tempfile.mkdtemp()) / "tmux.conf"
         self.config.write_text("set -g remain-on-exit on\n")
@@ -65,7 +65,19 @@ class Terminal:
 
     def exit_status(self, timeout: float = 30) -> int:
         """Wait for the program to end; its exit status."""
-        return int(self.wait_for(r"^Pane is dead \(status (\d+),", timeout).group(1))
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self._tmux(
+                "display-message", "-p", "-t", "0", "#{pane_dead} #{pane_dead_status}"
+            )
+            dead, _, status = state.strip().partition(" ")
+            if dead == "1" and status:
+                return int(status)
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"still running after {timeout}s ({state!r}):\n{self.screen()}"
+                )
+            time.sleep(0.05)
 
     def close(self) -> None:
         subprocess.run(
