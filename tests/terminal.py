@@ -19,10 +19,13 @@ class Terminal:
         self, command: Sequence[str], env: dict[str, str], width: int = 100, height: int = 30
     ) -> None:
         self.socket = f"chatd-test-{uuid.uuid4().hex[:12]}"
-        # the pane stays after the program ends, so its screen and exit status can be read;
-        # no wrapper shell: Ctrl-C's SIGINT would end it too
+        # the pane stays after the program ends, so its screen can be read; bash prints the
+        # exit status (tmux's own #{pane_dead_status} is empty when a program ends fast), and
+        # its INT trap keeps Ctrl-C's SIGINT from ending bash too (children get the default)
         self.config = Path(tempfile.mkdtemp()) / "tmux.conf"
         self.config.write_text("set -g remain-on-exit on\n")
+        script = 'trap : INT; "$@"; echo "[exited with $?]"'
+        command = ["bash", "-c", script, "terminal", *command]
         size = ["-x", str(width), "-y", str(height)]
         self._tmux("new-session", "-d", *size, *command, env=env)
 
@@ -65,19 +68,7 @@ class Terminal:
 
     def exit_status(self, timeout: float = 30) -> int:
         """Wait for the program to end; its exit status."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self._tmux(
-                "display-message", "-p", "-t", "0", "#{pane_dead} #{pane_dead_status}"
-            )
-            dead, _, status = state.strip().partition(" ")
-            if dead == "1" and status:
-                return int(status)
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"still running after {timeout}s ({state!r}):\n{self.screen()}"
-                )
-            time.sleep(0.05)
+        return int(self.wait_for(r"^\[exited with (\d+)\]$", timeout).group(1))
 
     def close(self) -> None:
         subprocess.run(
