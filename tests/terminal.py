@@ -71,7 +71,16 @@ class Terminal:
         return int(self.wait_for(r"^\[exited with (\d+)\]$", timeout).group(1))
 
     def close(self) -> None:
+        socket = subprocess.run(
+            ["tmux", "-L", self.socket, "display-message", "-p", "#{socket_path}"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        ).stdout.strip()
         subprocess.run(
             ["tmux", "-L", self.socket, "kill-server"], capture_output=True, check=False, timeout=30
         )
         shutil.rmtree(self.config.parent, ignore_errors=True)
+        if socket:  # kill-server leaves the socket file behind
+            Path(socket).unlink(missing_ok=True)
