@@ -19,10 +19,13 @@ class Terminal:
         self, command: Sequence[str], env: dict[str, str], width: int = 100, height: int = 30
     ) -> None:
         self.socket = f"chatd-test-{uuid.uuid4().hex[:12]}"
-        # the pane stays after the program ends and says "Pane is dead (status N, ...)";
-        # no wrapper shell: Ctrl-C's SIGINT would end it too
+        # the pane stays after the program ends, so its screen can be read; bash prints the
+        # exit status (tmux's own #{pane_dead_status} is empty when a program ends fast), and
+        # its INT trap keeps Ctrl-C's SIGINT from ending bash too (children get the default)
         self.config = Path(tempfile.mkdtemp()) / "tmux.conf"
         self.config.write_text("set -g remain-on-exit on\n")
+        script = 'trap : INT; "$@"; echo "[exited with $?]"'
+        command = ["bash", "-c", script, "terminal", *command]
         size = ["-x", str(width), "-y", str(height)]
         self._tmux("new-session", "-d", *size, *command, env=env)
 
@@ -51,7 +54,7 @@ class Terminal:
         """The pane and its scrollback, wrapped lines joined."""
         return self._tmux("capture-pane", "-t", "0", "-p", "-J", "-S", "-")
 
-    def wait_for(self, pattern: str, timeout: float = 60, after: int = 0) -> re.Match[str]:
+    def wait_for(self, pattern: str, timeout: float = 120, after: int = 0) -> re.Match[str]:
         """Poll the screen until `pattern` matches its text from offset `after`."""
         deadline = time.monotonic() + timeout
         while True:
@@ -65,10 +68,19 @@ class Terminal:
 
     def exit_status(self, timeout: float = 30) -> int:
         """Wait for the program to end; its exit status."""
-        return int(self.wait_for(r"^Pane is dead \(status (\d+),", timeout).group(1))
+        return int(self.wait_for(r"^\[exited with (\d+)\]$", timeout).group(1))
 
     def close(self) -> None:
+        socket = subprocess.run(
+            ["tmux", "-L", self.socket, "display-message", "-p", "#{socket_path}"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        ).stdout.strip()
         subprocess.run(
             ["tmux", "-L", self.socket, "kill-server"], capture_output=True, check=False, timeout=30
         )
         shutil.rmtree(self.config.parent, ignore_errors=True)
+        if socket:  # kill-server leaves the socket file behind
+            Path(socket).unlink(missing_ok=True)

@@ -36,6 +36,8 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "2",
         "--ctx",
         "4096",
+        "--threads",
+        "1",  # short answers; on a busy machine two threads mostly wait for each other
     ).start()
     yield srv
     srv.stop()
@@ -98,7 +100,9 @@ def test_streams_an_answer_and_applies_commands(
     term.type(question)
     term.wait_for(re.escape(f"> {question}"))
     partial = ""
+    deadline = time.monotonic() + 240
     while not re.search(SUMMARY, screen := term.screen(), re.MULTILINE):
+        assert time.monotonic() < deadline, screen
         partial = partial or answer_between(screen, question)
         time.sleep(0.02)
     first = re.search(SUMMARY, screen, re.MULTILINE)

@@ -56,8 +56,12 @@ def check(name: str) -> Callable[[Callable[[str], None]], Callable[[str], None]]
 
 @pytest.fixture(scope="module")
 def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`chatd serve` with its defaults, as the README's reader starts it (another port)."""
-    srv = Server(tmp_path_factory.mktemp("readme")).start()
+    """`chatd serve` with its defaults, as the README's reader starts it (another port).
+
+    One llama.cpp thread: the snippets are short, and on a busy machine two threads spend
+    their time waiting for each other.
+    """
+    srv = Server(tmp_path_factory.mktemp("readme"), "--threads", "1").start()
     yield srv
     srv.stop()
 

@@ -36,15 +36,17 @@ def describe_error(exc: Exception, base_url: str) -> str:
 
 
 def key_bindings() -> KeyBindings:
-    """Enter sends; Alt-Enter (Esc Enter) and Ctrl-J insert a newline."""
+    """Enter sends; Alt-Enter (Esc Enter) inserts a newline."""
     bindings = KeyBindings()
 
+    # Ctrl-J sends too: an Enter typed ahead, while the terminal was not in raw mode (an
+    # answer streaming), reaches the prompt as "\n", which is Ctrl-J
     @bindings.add("enter")
+    @bindings.add("c-j")
     def _send(event: KeyPressEvent) -> None:
         event.current_buffer.validate_and_handle()
 
     @bindings.add("escape", "enter")
-    @bindings.add("c-j")
     def _newline(event: KeyPressEvent) -> None:
         event.current_buffer.insert_text("\n")
 

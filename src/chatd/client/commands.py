@@ -98,8 +98,8 @@ def _help(chat: Chat, arg: str) -> None:
     lines += [
         "",
         "A line that starts with // is sent as text, with one / removed.",
-        "Enter sends; Alt-Enter, Esc Enter or Ctrl-J starts a new line (pasted text keeps",
-        "its lines). Up/Down recall earlier inputs. Ctrl-C stops an answer, or clears the",
+        "Enter sends; Alt-Enter or Esc Enter starts a new line (pasted text keeps its",
+        "lines). Up/Down recall earlier inputs. Ctrl-C stops an answer, or clears the",
         "line; Ctrl-D on an empty line leaves.",
     ]
     chat.info("\n".join(lines))

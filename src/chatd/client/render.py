@@ -61,10 +61,13 @@ def no_echo() -> Iterator[None]:
     """
     try:
         import termios
-
+    except ImportError:  # not Unix
+        yield
+        return
+    try:
         fd = sys.stdin.fileno()
         saved = termios.tcgetattr(fd)
-    except (ImportError, OSError, ValueError):  # not a Unix terminal
+    except (termios.error, OSError, ValueError):  # not a terminal
         yield
         return
     quiet = list(saved)
