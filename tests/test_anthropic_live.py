@@ -188,6 +188,7 @@ def test_fields_the_messages_api_cannot_honour_are_refused(client: openai.OpenAI
         body = caught.value.response.json()
         validate("ErrorResponse", body)
         assert body["error"]["param"] == field and field in body["error"]["message"]
+        assert MODEL in body["error"]["message"]
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=MODEL, messages=HI, max_tokens=2, temperature=1.5)
     assert caught.value.body["param"] == "temperature"  # type: ignore[index]

@@ -93,6 +93,7 @@ def test_capabilities_are_the_chosen_models(http: httpx.Client, vision: VisionBa
         )
         assert refused.status_code == 400, key
         assert refused.json()["error"]["param"] == key
+        assert "this model (echo)" in refused.json()["error"]["message"]
         assert ask(http, "vendor/vision", **{key: value}).status_code == 200, key
     extras = {**beyond_echo, "user": "u1", "service_tier": "flex"}
     accepted = ask(http, "vendor/vision", **extras)

@@ -37,15 +37,15 @@ def is_used(raw: dict[str, Any], key: str) -> bool:
     return not (value == neutral and type(value) is type(neutral))
 
 
-def check_capabilities(raw: dict[str, Any], caps: Capabilities) -> None:
-    """Raise a 400 naming the first field the model cannot honour."""
+def check_capabilities(raw: dict[str, Any], caps: Capabilities, model: str | None = None) -> None:
+    """Raise a 400 naming the first field `model` cannot honour (and the model, if given)."""
     for key in sorted(caps.unsupported):
         if is_used(raw, key):
-            raise unsupported_parameter(key)
+            raise unsupported_parameter(key, model)
     if "audio" in (raw.get("modalities") or ()) and not caps.audio_output:
-        raise unsupported_value("modalities", "audio", ("text",))
+        raise unsupported_value("modalities", "audio", ("text",), model)
     effort = raw.get("reasoning_effort")
     efforts = caps.reasoning_efforts
     if effort is not None and efforts is not None and effort not in efforts:
-        raise unsupported_value("reasoning_effort", effort, sorted(efforts))
+        raise unsupported_value("reasoning_effort", effort, sorted(efforts), model)
     check_readable(raw["messages"], caps.input_modalities)

@@ -37,7 +37,7 @@ async def create_chat_completion(request: Request) -> Response:
     if not may_use(request, chat.model):
         raise UnknownModel(chat.model)
     backend = router.resolve(chat.model)
-    check_capabilities(chat.raw, backend.capabilities(chat.model))
+    check_capabilities(chat.raw, backend.capabilities(chat.model), chat.model)
     generation = chat.to_generation(chat.model)
     generation.timing.started = started
     # ends with a 503 error at the deadline of a graceful shutdown (chatd.api.drain)

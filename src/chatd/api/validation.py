@@ -73,21 +73,28 @@ def unknown_parameter(param: str) -> APIError:
     return APIError(f"Unknown parameter: '{param}'.", param=param, code="unknown_parameter")
 
 
-def unsupported_parameter(param: str) -> APIError:
+def unsupported_parameter(param: str, model: str | None = None) -> APIError:
     return APIError(
-        f"Unsupported parameter: '{param}' is not supported with this model.",
+        f"Unsupported parameter: '{param}' is not supported with {_this(model)}.",
         param=param,
         code="unsupported_parameter",
     )
 
 
-def unsupported_value(param: str, value: str, allowed: Sequence[str]) -> APIError:
+def unsupported_value(
+    param: str, value: str, allowed: Sequence[str], model: str | None = None
+) -> APIError:
     return APIError(
-        f"Unsupported value: '{param}' does not support '{value}' with this model. "
+        f"Unsupported value: '{param}' does not support '{value}' with {_this(model)}. "
         f"Supported values are: {quoted(allowed)}.",
         param=param,
         code="unsupported_value",
     )
+
+
+def _this(model: str | None) -> str:
+    """OpenAI's "this model", naming the model when the caller knows which."""
+    return "this model" if model is None else f"this model ({model})"
 
 
 def empty_array(param: str) -> APIError:
