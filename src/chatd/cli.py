@@ -10,6 +10,7 @@ from pathlib import Path
 
 from chatd import client as chat_client
 from chatd.config import DEFAULTS, Settings, default_data_dir, env_list, load_config
+from chatd.logs import FORMATS
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -57,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--threads", type=int, default=_env_int("THREADS", DEFAULTS.threads))
     serve.add_argument(
+        "--gpu-layers",
+        type=int,
+        default=_env_int("GPU_LAYERS", DEFAULTS.gpu_layers),
+        help="model layers offloaded to the GPU; default: all when llama.cpp was built with a "
+        "GPU backend (CUDA, Metal, ...), none otherwise (env CHATD_GPU_LAYERS)",
+    )
+    serve.add_argument(
         "--parallel",
         type=int,
         default=_env_int("PARALLEL", DEFAULTS.parallel),
@@ -97,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", default=_env("DATABASE_URL"))
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", DEFAULTS.log_level))
     serve.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=_env("LOG_FORMAT", DEFAULTS.log_format),
+        help="text for people, json for log shippers: one object per line (env CHATD_LOG_FORMAT)",
+    )
+    serve.add_argument(
         "--max-body-mb",
         type=int,
         default=_env_int("MAX_BODY_MB", DEFAULTS.max_body_mb),
@@ -132,6 +146,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise SystemExit("chatd: --max-body-mb and --max-header-kb must be at least 1")
     if args.read_timeout_s <= 0 or args.drain_s < 0:
         raise SystemExit("chatd: --read-timeout-s must be positive, --drain-s not negative")
+    if args.gpu_layers is not None and args.gpu_layers < 0:
+        raise SystemExit("chatd: --gpu-layers must be 0 or more")
+    if args.log_format not in FORMATS:
+        raise SystemExit(f"chatd: --log-format must be one of {', '.join(FORMATS)}")
     if args.kv_type == "q8_0" and not args.flash_attn:
         raise SystemExit("chatd: a quantized --kv-type needs flash attention (llama.cpp)")
     return Settings(
@@ -142,6 +160,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         model_names=args.model_names or env_list("CHATD_MODEL_NAMES"),
         ctx=args.ctx,
         threads=args.threads,
+        gpu_layers=args.gpu_layers,
         parallel=args.parallel,
         queue_size=args.queue_size,
         prefix_cache=args.prefix_cache,
@@ -151,6 +170,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(),
         database_url=args.database_url,
         log_level=args.log_level,
+        log_format=args.log_format,
         max_body_mb=args.max_body_mb,
         max_header_kb=args.max_header_kb,
         read_timeout_s=args.read_timeout_s,

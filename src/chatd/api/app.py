@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from chatd.api import chat, metrics, models, openapi, stored, web
+from chatd.api.access import AccessLogMiddleware
 from chatd.api.auth import AuthMiddleware
 from chatd.api.drain import Drain, DrainMiddleware
 from chatd.api.errors import (
@@ -27,8 +28,10 @@ from chatd.api.limits import MIB, BodyLimitMiddleware
 from chatd.api.responses import json_response
 from chatd.backend import Backend, BackendError
 from chatd.config import Settings
+from chatd.preflight import StartupError
 from chatd.router import Router
-from chatd.store import create_store
+from chatd.store import CompletionStore, create_store
+from chatd.store.engine import redacted
 
 
 async def health(request: Request) -> Response:
@@ -38,16 +41,44 @@ async def health(request: Request) -> Response:
 BackendFactory = Callable[[Settings], list[Backend]]
 
 
+async def start_store(settings: Settings) -> CompletionStore:
+    """The store, migrated; StartupError (one line) when its database cannot be reached."""
+    try:
+        store = create_store(settings)
+        await store.start()
+    except Exception as exc:
+        raise StartupError(database_error(settings.sqlalchemy_url, exc)) from None
+    return store
+
+
+def database_error(url: str, exc: Exception) -> str:
+    """What went wrong with the database at `url` (its password hidden), and what to do."""
+    reason = (str(getattr(exc, "orig", None) or exc) or type(exc).__name__).splitlines()[0]
+    return (
+        f"cannot use the database {redacted(url)}: {reason}; check that it is running and that "
+        "--database-url is right (e.g. postgresql+asyncpg://user:password@host:5432/db)"
+    )
+
+
 def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
     """The app for `settings`, serving the backends that `backends(settings)` builds at start."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        app.state.router = Router(backends(settings))
+        # the store first: a database that cannot be reached fails in a second, not after
+        # the model has loaded
+        began = time.perf_counter()
+        app.state.store = await start_store(settings)
+        app.state.timings = {"store": time.perf_counter() - began}
+        began = time.perf_counter()
+        try:
+            app.state.router = Router(backends(settings))
+        except BaseException:
+            await app.state.store.close()
+            raise
+        app.state.timings["model"] = time.perf_counter() - began
         app.state.started = int(time.time())
-        app.state.store = create_store(settings)
-        await app.state.store.start()
         try:
             yield
         finally:
@@ -66,6 +97,7 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
             *web.routes,
         ],
         middleware=[
+            Middleware(AccessLogMiddleware),
             Middleware(UnexpectedErrorMiddleware),
             Middleware(DrainMiddleware, drain=drain),
             Middleware(

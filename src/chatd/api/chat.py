@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from chatd.api.access import observe
 from chatd.api.capabilities import check_capabilities
 from chatd.api.completion import ChunkEncoder, CompletionBuilder, Envelope, check_event
 from chatd.api.errors import APIError, from_backend_error, server_error
@@ -33,8 +34,9 @@ async def create_chat_completion(request: Request) -> Response:
     backend = router.resolve(chat.model)
     check_capabilities(chat.raw, backend.capabilities(chat.model))
     generation = chat.to_generation(chat.model)
+    drain = request.app.state.drain
     # ends with a 503 error at the deadline of a graceful shutdown (chatd.api.drain)
-    events = aiter(request.app.state.drain.guard(backend.generate(generation)))
+    events = aiter(observe(request, chat.model, drain.guard(backend.generate(generation))))
     # the status line waits for Start, so a refused request is a real HTTP error
     start = await _start(events)
     envelope = Envelope.of(start, generation.n, generation.logprobs, generation.legacy_functions)
