@@ -25,7 +25,11 @@ def base_url(host: str, port: int) -> str:
 
 
 def curl_line(url: str, model: str, keys: bool) -> str:
-    body = {"model": model, "messages": [{"role": "user", "content": "Say hello"}]}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Say hello"}],
+        "max_tokens": 64,
+    }
     auth = ' -H "Authorization: Bearer $CHATD_API_KEY"' if keys else ""
     return (
         f"curl {url}/v1/chat/completions -H 'Content-Type: application/json'{auth} "

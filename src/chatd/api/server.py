@@ -171,9 +171,13 @@ def serve(app: Starlette, settings: Settings) -> None:
         else:
             log_ready.info("%s", banner_text(fields))
 
-    DrainingServer(config, app.state.drain, settings.drain_s, ready).run(sockets=[sock])
-    if guarded.error is not None:
-        raise SystemExit(f"chatd: {guarded.error}")
+    server = DrainingServer(config, app.state.drain, settings.drain_s, ready)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        # uvicorn exits with status 3 after a failed start-up: say why, in one line
+        if guarded.error is not None:
+            raise SystemExit(f"chatd: {guarded.error}")
 
 
 log_ready = logging.getLogger("chatd.ready")

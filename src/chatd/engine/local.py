@@ -97,12 +97,13 @@ class LocalBackend:
         """What the start-up banner shows about this backend."""
         runtime = self.runtime
         backends = compute_backends()
+        threads = f"{self.n_threads} thread" + ("" if self.n_threads == 1 else "s")
         size = runtime.path.stat().st_size / 2**20
         return {
             "model file": f"{runtime.path} ({size:,.0f} MiB)",
             "context": f"{runtime.n_ctx} tokens shared by {self.parallel} parallel sequences "
             f"(the model was trained on {runtime.n_ctx_train})",
-            "compute": f"{' + '.join(backends)}, {self.n_threads} thread{'' if self.n_threads == 1 else 's'}, "
+            "compute": f"{' + '.join(backends)}, {threads}, "
             f"{runtime.gpu_layers} of {runtime.n_layer + 1} layers offloaded to a GPU",
         }
 
