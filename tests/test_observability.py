@@ -176,8 +176,8 @@ def test_access_line_for_a_completion_with_the_clients_request_id(text_server: S
 
 
 def test_a_request_id_is_generated_when_absent_or_unfit(text_server: Server) -> None:
-    for sent in (None, "has spaces in it", "x" * 200, "naïve"):
-        headers = {} if sent is None else {"x-request-id": sent}
+    for sent in (None, "has spaces in it", "x" * 200, "na\xefve".encode("latin-1")):
+        headers: dict[str, str | bytes] = {} if sent is None else {"x-request-id": sent}
         response = httpx.get(text_server.url + "/v1/models", headers=headers, timeout=30)
         assert response.status_code == 200
         request_id = response.headers["x-request-id"]
