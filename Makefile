@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint format bench clean
+.PHONY: install llama-build serve test lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,18 @@ $(STAMP): pyproject.toml
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) llama-build
+
+# a GPU (or other) build of llama.cpp: `make serve LLAMA_CMAKE_ARGS="-DGGML_CUDA=on"`;
+# rebuilt when the arguments change, remembered in .venv/.llama-cmake-args
+llama-build: $(STAMP)
+ifneq ($(LLAMA_CMAKE_ARGS),)
+	test "$$(cat $(VENV)/.llama-cmake-args 2>/dev/null)" = "$(LLAMA_CMAKE_ARGS)" || { \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	  $(BIN)/python -m pip install --force-reinstall --no-deps --no-binary llama-cpp-python \
+	  "llama-cpp-python==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')" \
+	  && echo "$(LLAMA_CMAKE_ARGS)" > $(VENV)/.llama-cmake-args; }
+endif
 
 serve: install
 	$(BIN)/chatd serve $(ARGS)

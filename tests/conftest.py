@@ -28,9 +28,12 @@ def free_port() -> int:
 class Server:
     """A `chatd serve` subprocess."""
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *args: str, env: dict[str, str] | None = None, threads: int = 2
+    ) -> None:
         self.data_dir = data_dir
         self.args = list(args)
+        self.threads = threads
         self.env = env or {}
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -52,7 +55,7 @@ class Server:
             "--data-dir",
             str(self.data_dir),
             "--threads",
-            "2",
+            str(self.threads),
             *self.args,
         ]
         env = {**os.environ, **self.env}

@@ -8,6 +8,7 @@ from pathlib import Path
 from chatd.backend import Backend, UpstreamSpec
 from chatd.config import Settings
 from chatd.gateway_config import parse_gateway
+from chatd.preflight import StartupError, available_memory, check_fits_memory, check_model_file
 
 # kind -> "module:class" of its adapter, imported only when a config uses the kind
 ADAPTERS = {
@@ -47,20 +48,35 @@ async def build_backends(settings: Settings) -> list[Backend]:
 
 
 def _local_backend(settings: Settings) -> Backend:
+    """The llama.cpp engine; StartupError for a model that is no GGUF, does not fit in
+    memory or that llama.cpp refuses."""
     from chatd.engine.local import LocalBackend, model_id_from_path
-    from chatd.engine.runtime import default_model_path
+    from chatd.engine.runtime import RuntimeError_, default_model_path, supports_gpu_offload
 
-    path = Path(settings.model) if settings.model else default_model_path()
+    try:
+        path = Path(settings.model) if settings.model else default_model_path()
+    except RuntimeError_ as exc:
+        raise StartupError(str(exc)) from None
+    check_model_file(path)
+    if not (supports_gpu_offload() and settings.gpu_layers != 0):
+        check_fits_memory(path, available_memory())
     ids = settings.model_names or [model_id_from_path(path)]
-    return LocalBackend(
-        settings.model,
-        # the bare ids as before, and "local/<id>" beside other vendors' "vendor/model"
-        model_names=[*ids, *(f"local/{model_id}" for model_id in ids)],
-        n_ctx=settings.ctx,
-        n_threads=settings.threads,
-        parallel=settings.parallel,
-        queue_size=settings.queue_size,
-        prefix_cache=settings.prefix_cache,
-        flash_attn=settings.flash_attn,
-        kv_type=settings.kv_type,
-    )
+    try:
+        return LocalBackend(
+            path,
+            # the bare ids as before, and "local/<id>" beside other vendors' "vendor/model"
+            model_names=[*ids, *(f"local/{model_id}" for model_id in ids)],
+            n_ctx=settings.ctx,
+            n_threads=settings.threads,
+            parallel=settings.parallel,
+            queue_size=settings.queue_size,
+            prefix_cache=settings.prefix_cache,
+            flash_attn=settings.flash_attn,
+            kv_type=settings.kv_type,
+            gpu_layers=settings.gpu_layers,
+        )
+    except RuntimeError_ as exc:
+        raise StartupError(
+            f"{exc}: the file may be damaged or too new for llama-cpp-python "
+            f"(or too big for memory at --ctx {settings.ctx})"
+        ) from None

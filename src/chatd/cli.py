@@ -11,6 +11,7 @@ from pathlib import Path
 from chatd import client as chat_client
 from chatd.config import DEFAULTS, Settings, default_data_dir, env_list, load_config
 from chatd.gateway_config import ConfigError, parse_gateway
+from chatd.logs import FORMATS
 
 # the [serve] table of --config: each key is a flag's name (flags, then CHATD_* env, win)
 SERVE_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -34,6 +35,8 @@ SERVE_KEYS: dict[str, type | tuple[type, ...]] = {
     "max_header_kb": int,
     "read_timeout_s": (int, float),
     "drain_s": (int, float),
+    "gpu_layers": int,
+    "log_format": str,
 }
 
 
@@ -100,6 +103,13 @@ def build_parser(defaults: dict[str, object] | None = None) -> argparse.Argument
     )
     serve.add_argument("--threads", type=int, default=_env_int("THREADS", DEFAULTS.threads))
     serve.add_argument(
+        "--gpu-layers",
+        type=int,
+        default=_env_int("GPU_LAYERS", DEFAULTS.gpu_layers),
+        help="model layers offloaded to the GPU; default: all when llama.cpp was built with a "
+        "GPU backend (CUDA, Metal, ...), none otherwise (env CHATD_GPU_LAYERS)",
+    )
+    serve.add_argument(
         "--parallel",
         type=int,
         default=_env_int("PARALLEL", DEFAULTS.parallel),
@@ -139,6 +149,12 @@ def build_parser(defaults: dict[str, object] | None = None) -> argparse.Argument
     serve.add_argument("--data-dir", type=Path, default=_env("DATA_DIR"))
     serve.add_argument("--database-url", default=_env("DATABASE_URL"))
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", DEFAULTS.log_level))
+    serve.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=_env("LOG_FORMAT", DEFAULTS.log_format),
+        help="text for people, json for log shippers: one object per line (env CHATD_LOG_FORMAT)",
+    )
     serve.add_argument(
         "--max-body-mb",
         type=int,
@@ -195,6 +211,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise SystemExit("chatd: --max-body-mb and --max-header-kb must be at least 1")
     if args.read_timeout_s <= 0 or args.drain_s < 0:
         raise SystemExit("chatd: --read-timeout-s must be positive, --drain-s not negative")
+    if args.gpu_layers is not None and args.gpu_layers < 0:
+        raise SystemExit("chatd: --gpu-layers must be 0 or more")
+    if args.log_format not in FORMATS:
+        raise SystemExit(f"chatd: --log-format must be one of {', '.join(FORMATS)}")
     if args.kv_type == "q8_0" and not args.flash_attn:
         raise SystemExit("chatd: a quantized --kv-type needs flash attention (llama.cpp)")
     config = load_config(args.config) if args.config else {}
@@ -214,6 +234,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         model_names=args.model_names or env_list("CHATD_MODEL_NAMES") or list(file_names),
         ctx=args.ctx,
         threads=args.threads,
+        gpu_layers=args.gpu_layers,
         parallel=args.parallel,
         queue_size=args.queue_size,
         prefix_cache=args.prefix_cache,
@@ -224,6 +245,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         database_url=args.database_url,
         redis_url=args.redis_url,
         log_level=args.log_level,
+        log_format=args.log_format,
         max_body_mb=args.max_body_mb,
         max_header_kb=args.max_header_kb,
         read_timeout_s=args.read_timeout_s,

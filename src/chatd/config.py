@@ -23,6 +23,7 @@ class Settings:
     model_names: list[str] = field(default_factory=list)  # first is the id, the rest aliases
     ctx: int = 8192
     threads: int | None = None  # None = every core
+    gpu_layers: int | None = None  # None = all when llama.cpp has a GPU backend, else 0
     parallel: int = 8
     queue_size: int = 256
     prefix_cache: bool = True
@@ -33,6 +34,7 @@ class Settings:
     database_url: str | None = None  # None = SQLite in data_dir
     redis_url: str | None = None  # None = rate limits kept in this process
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one object per line
     max_body_mb: int = 64  # request bodies above this get 413 while being read
     max_header_kb: int = 64  # request line and headers above this get 431
     read_timeout_s: float = 30.0  # the head, then the body, must arrive within this

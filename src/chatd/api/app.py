@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from chatd.api import chat, metrics, models, openapi, stored, web
+from chatd.api.access import AccessLogMiddleware
 from chatd.api.auth import AuthMiddleware
 from chatd.api.drain import Drain, DrainMiddleware
 from chatd.api.errors import (
@@ -30,9 +31,11 @@ from chatd.api.responses import json_response
 from chatd.backend import Backend, BackendError
 from chatd.config import Settings
 from chatd.keys import load_keyring
+from chatd.preflight import StartupError
 from chatd.ratelimits import create_limiter
 from chatd.router import Router
-from chatd.store import create_store
+from chatd.store import CompletionStore, create_store
+from chatd.store.engine import redacted
 
 
 async def health(request: Request) -> Response:
@@ -40,6 +43,25 @@ async def health(request: Request) -> Response:
 
 
 BackendFactory = Callable[[Settings], list[Backend] | Awaitable[list[Backend]]]
+
+
+async def start_store(settings: Settings) -> CompletionStore:
+    """The store, migrated; StartupError (one line) when its database cannot be reached."""
+    try:
+        store = create_store(settings)
+        await store.start()
+    except Exception as exc:
+        raise StartupError(database_error(settings.sqlalchemy_url, exc)) from None
+    return store
+
+
+def database_error(url: str, exc: Exception) -> str:
+    """What went wrong with the database at `url` (its password hidden), and what to do."""
+    reason = (str(getattr(exc, "orig", None) or exc) or type(exc).__name__).splitlines()[0]
+    return (
+        f"cannot use the database {redacted(url)}: {reason}; check that it is running and that "
+        "--database-url is right (e.g. postgresql+asyncpg://user:password@host:5432/db)"
+    )
 
 
 def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
@@ -50,11 +72,20 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        built = backends(settings)
-        app.state.router = Router(await built if inspect.isawaitable(built) else built)
+        # the store first: a database that cannot be reached fails in a second, not after
+        # the model has loaded
+        began = time.perf_counter()
+        app.state.store = await start_store(settings)
+        app.state.timings = {"store": time.perf_counter() - began}
+        began = time.perf_counter()
+        try:
+            built = backends(settings)
+            app.state.router = Router(await built if inspect.isawaitable(built) else built)
+        except BaseException:
+            await app.state.store.close()
+            raise
+        app.state.timings["model"] = time.perf_counter() - began
         app.state.started = int(time.time())
-        app.state.store = create_store(settings)
-        await app.state.store.start()
         await limiter.start()
         try:
             yield
@@ -75,6 +106,7 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
             *web.routes,
         ],
         middleware=[
+            Middleware(AccessLogMiddleware),
             Middleware(UnexpectedErrorMiddleware),
             Middleware(DrainMiddleware, drain=drain),
             Middleware(

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from chatd.api.access import observe
 from chatd.api.auth import may_use
 from chatd.api.capabilities import check_capabilities
 from chatd.api.completion import ChunkEncoder, CompletionBuilder, Envelope, check_event
@@ -40,9 +41,14 @@ async def create_chat_completion(request: Request) -> Response:
     check_capabilities(chat.raw, backend.capabilities(chat.model), chat.model)
     generation = chat.to_generation(chat.model)
     generation.timing.started = started
+    drain = request.app.state.drain
     # ends with a 503 error at the deadline of a graceful shutdown (chatd.api.drain)
     events = aiter(
-        request.app.state.drain.guard(metered(request, generation, backend.generate(generation)))
+        observe(
+            request,
+            chat.model,
+            drain.guard(metered(request, generation, backend.generate(generation))),
+        )
     )
     # the status line waits for Start, so a refused request is a real HTTP error
     start = await _start(events)

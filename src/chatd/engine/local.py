@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from chatd.backend import (
 from chatd.config import DEFAULTS
 from chatd.engine.constraints import needs_grammar, warm_up
 from chatd.engine.output import OutputPlan, plan_output
-from chatd.engine.runtime import Runtime, default_model_path
+from chatd.engine.runtime import Runtime, compute_backends, default_model_path
 from chatd.engine.scheduler import Scheduler
 from chatd.engine.sequence import Job
 from chatd.engine.template import ChatTemplate
@@ -57,6 +58,7 @@ class LocalBackend:
         prefix_cache: bool = DEFAULTS.prefix_cache,
         flash_attn: bool = DEFAULTS.flash_attn,
         kv_type: str = DEFAULTS.kv_type,
+        gpu_layers: int | None = DEFAULTS.gpu_layers,
     ) -> None:
         path = Path(model_path) if model_path else default_model_path()
         n_seq_max = min(256, 128 + parallel)  # n <= 128 choices; idle ids hold cached prefixes
@@ -68,7 +70,10 @@ class LocalBackend:
             n_batch=512,
             flash_attn=flash_attn,
             kv_type=kv_type,
+            n_gpu_layers=gpu_layers,
         )
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.parallel = parallel
         self._model_ids = model_names or [model_id_from_path(path)]
         vocab = self.runtime.vocab
         self.template = ChatTemplate(
@@ -87,6 +92,20 @@ class LocalBackend:
 
     def capabilities(self, model: str) -> Capabilities:
         return CAPABILITIES
+
+    def describe(self) -> dict[str, str]:
+        """What the start-up banner shows about this backend."""
+        runtime = self.runtime
+        backends = compute_backends()
+        threads = f"{self.n_threads} thread" + ("" if self.n_threads == 1 else "s")
+        size = runtime.path.stat().st_size / 2**20
+        return {
+            "model file": f"{runtime.path} ({size:,.0f} MiB)",
+            "context": f"{runtime.n_ctx} tokens shared by {self.parallel} parallel sequences "
+            f"(the model was trained on {runtime.n_ctx_train})",
+            "compute": f"{' + '.join(backends)}, {threads}, "
+            f"{runtime.gpu_layers} of {runtime.n_layer + 1} layers offloaded to a GPU",
+        }
 
     def stats(self) -> dict[str, float]:
         return self.scheduler.stats()

@@ -27,6 +27,20 @@ KV_TYPES = {
 }
 
 
+ALL_LAYERS = 0x7FFFFFFF  # llama.cpp offloads min(this, the model's layers + output)
+
+
+def compute_backends() -> list[str]:
+    """The ggml backends this llama.cpp was built with, GPU ones first: ["CUDA", "CPU"]."""
+    info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+    names = [part.split(" : ")[0].strip() for part in info.split("|") if " : " in part]
+    return sorted(dict.fromkeys(names), key=lambda name: name == "CPU") or ["CPU"]
+
+
+def supports_gpu_offload() -> bool:
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
 class RuntimeError_(Exception):
     """llama.cpp refused a model, a context or a batch."""
 
@@ -134,7 +148,9 @@ class Runtime:
         n_batch: int = 512,
         flash_attn: bool = True,
         kv_type: str = "f16",
+        n_gpu_layers: int | None = None,
     ) -> None:
+        """`n_gpu_layers`: layers offloaded to a GPU; None = all when llama.cpp has a GPU."""
         self.path = Path(path)
         if not self.path.is_file():
             raise RuntimeError_(f"model file not found: {self.path}")
@@ -143,10 +159,16 @@ class Runtime:
         # Weight repacking into "extra" buffer types (AMX here) crashes llama_decode on
         # these CPUs (SIGSEGV in 0.3.36 with Q4_1); plain CPU buffers are safe.
         mparams.use_extra_bufts = False
+        if n_gpu_layers is None:
+            n_gpu_layers = ALL_LAYERS if supports_gpu_offload() else 0
+        mparams.n_gpu_layers = n_gpu_layers
         self.model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), mparams)
         if not self.model:
             raise RuntimeError_(f"llama.cpp could not load {self.path}")
         self.vocab = Vocab(self.model)
+        self.n_layer: int = llama_cpp.llama_model_n_layer(self.model)
+        # the repeating layers, then the output layer (llama.cpp's own count)
+        self.gpu_layers = min(n_gpu_layers, self.n_layer + 1) if supports_gpu_offload() else 0
         self.n_ctx_train: int = llama_cpp.llama_model_n_ctx_train(self.model)
         threads = n_threads or os.cpu_count() or 1
         cparams = llama_cpp.llama_context_default_params()

@@ -74,6 +74,14 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database)
 
 
+def redacted(url: str) -> str:
+    """`url` with its password hidden, fit for a log or an error message."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(a database URL that cannot be parsed)"
+
+
 def create_engine(url: str | URL) -> AsyncEngine:
     url = make_url(url)
     options: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
