@@ -107,7 +107,9 @@ def figures(rounds: list[dict[str, dict[str, dict[str, float]]]]) -> dict[str, o
         out[f"{gw}_rps_64"] = med(per_round("plain@64", gw, "rps"))
         out[f"{gw}_stream_rps_64"] = med(per_round("stream@64", gw, "rps"))
         out[f"{gw}_p50_ms_1"] = med(per_round("plain@1", gw, "p50_ms"))
-    out["chatd_overhead_header_p50_ms"] = med(per_round("plain@1", "chatd", "overhead_header_p50_ms"))
+    out["chatd_overhead_header_p50_ms"] = med(
+        per_round("plain@1", "chatd", "overhead_header_p50_ms")
+    )
     out["redis_added_p50_ms"] = diff("plain@1", "chatd-redis", "chatd", "p50_ms")
     ratios = [
         r["plain@64"]["chatd"]["rps"] / r["plain@64"]["litellm"]["rps"]
@@ -186,6 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             else None,
             "redis_row": "measured" if keys else "skipped: no [[keys]] on this branch",
             "start_s": {n: round(s.start_s, 3) for n, s in servers.items() if n != "redis"},
+            "start_cpu_s": {n: round(s.start_cpu_s, 3) for n, s in servers.items() if n != "redis"},
             "rss_mb_idle": {n: round(v, 1) for n, v in rss_idle.items()},
             "rss_mb_after_load": {n: round(v, 1) for n, v in rss_after.items()},
             "per_round": rounds,

@@ -44,6 +44,18 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used by `pid` and its descendants."""
+    ticks = 0
+    for p in _tree(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(stat[11]) + int(stat[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Proc:
     """A spawned server: its port, process and start time (spawn to first 200 on health)."""
@@ -52,6 +64,7 @@ class Proc:
     port: int
     proc: subprocess.Popen[bytes]
     start_s: float = 0.0
+    start_cpu_s: float = 0.0  # CPU the tree used until up: start time without the machine's load
     extra: dict[str, object] = field(default_factory=dict)
 
     def wait_up(self, path: str, timeout: float = 180.0) -> None:
@@ -67,6 +80,7 @@ class Proc:
             if time.monotonic() - began > timeout:
                 raise RuntimeError(f"{self.name} not up after {timeout:.0f} s")
             time.sleep(0.02)
+        self.start_cpu_s = cpu_s(self.proc.pid)
 
     def rss_mb(self) -> float:
         return rss_mb(self.proc.pid)
