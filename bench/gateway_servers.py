@@ -243,6 +243,8 @@ def litellm(tmp: Path, mock_port: int) -> Proc:
         "LITELLM_LOG": "ERROR",
         "LITELLM_TELEMETRY": "False",
         "DISABLE_SCHEMA_UPDATE": "True",
+        # no auth, like the pure chatd it is compared with (which has no keys)
+        "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
     }
     env.pop("PYTHONPATH", None)
     log = (data / "litellm.log").open("wb")
