@@ -1,6 +1,7 @@
 """chatd as a gateway against LiteLLM proxy and a direct client, side by side in one run.
 
-`python -m bench gateway [--rounds 3] [--seconds 2] [--no-litellm] [--no-publish]`
+`python -m bench gateway [--rounds 3] [--seconds 2] [--no-litellm] [--no-publish]
+[--report RESULTS.json]`
 (or `make bench-gateway ARGS=...`): an nginx mock upstream serving a fixed
 `chat.completion` body and a fixed SSE stream, a pure-gateway chatd (`--no-local-model`,
 one process), chatd with a rate-limited key on Redis (only where this checkout has
@@ -171,7 +172,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         rss_after = {name: s.rss_mb() for name, s in servers.items()}
         res: dict[str, object] = {
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "command": "python -m bench gateway " + " ".join(args.argv),
+            "command": " ".join(["python -m bench gateway", *args.argv]),
             "rounds": args.rounds,
             "seconds": args.seconds,
             "warmup": args.warmup,
@@ -221,16 +222,20 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--no-litellm", action="store_true")
     ap.add_argument("--no-publish", action="store_true", help="do not touch bench/README.md")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--report", type=Path, help="only rewrite the README from this results file")
     args = ap.parse_args(argv)
     args.argv = argv
+    from bench.gateway_report import section, write_readme
+
+    if args.report:
+        write_readme(json.loads(args.report.read_text()), README, BEGIN, END)
+        return 0
     with bench_lock():
         res = run(args)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M")
     out = args.out or RESULTS / f"gateway-{stamp}.json"
     out.write_text(json.dumps(res, indent=1) + "\n")
     print(f"results: {out}")
-    from bench.gateway_report import section, write_readme
-
     print(section(res))
     if not args.no_publish:
         write_readme(res, README, BEGIN, END)
