@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-build serve test lint format bench clean
+.PHONY: install llama-build serve test lint format bench bench-gateway clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,13 @@ test: install lint
 bench: install
 	$(BIN)/python -m pip install -q -r bench/requirements.txt
 	$(BIN)/python -m bench $(ARGS)
+
+# chatd vs LiteLLM proxy as gateways in front of an nginx mock (LiteLLM in its own venv)
+bench-gateway: install
+	command -v nginx >/dev/null || (apt-get update && apt-get install -y nginx-light)
+	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
+	$(BIN)/python -m pip install -q -r bench/requirements.txt
+	$(BIN)/python -m bench gateway $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

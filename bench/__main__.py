@@ -3,6 +3,7 @@
 python -m bench [run] [--quick] [--repeats N] [--no-peers]  measure; JSON + README + plot
 python -m bench peers [--force]                              build the peers only
 python -m bench report [RESULTS.json ...]                    README + plot (repeats pooled)
+python -m bench gateway [--rounds N] [--no-litellm]          chatd vs LiteLLM as gateways
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["peers"]:
         return peers.main(argv[1:])
+    if argv[:1] == ["gateway"]:
+        from bench import gateway
+
+        return gateway.main(argv[1:])
     if argv[:1] == ["report"]:
         paths = [Path(a) for a in argv[1:]] or [latest()]
         publish(report.merge([json.loads(p.read_text()) for p in paths]))
