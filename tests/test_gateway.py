@@ -275,9 +275,11 @@ def test_everything_the_client_sent_reaches_the_upstream(
     validate("CreateChatCompletionResponse", json.loads(raw.text))
     sent = scripted.bodies[-1]
     assert sent == {"model": "scripted-1", "messages": messages, "max_tokens": 9, **extra}
-    # the vendor's headers a client uses come back
-    assert raw.headers["x-request-id"] == "req_scripted"
-    assert raw.headers["openai-processing-ms"] == "12"
+    # the vendor's headers a client uses come back; chatd's own id and time for the
+    # client, the vendor's beside them
+    assert raw.headers["x-request-id"].startswith("req_")
+    assert raw.headers["x-upstream-request-id"] == "req_scripted"
+    assert raw.headers["x-upstream-processing-ms"] == "12"
     assert raw.headers["x-ratelimit-remaining-requests"] == "99"
 
 

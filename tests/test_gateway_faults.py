@@ -259,6 +259,10 @@ def test_a_client_that_leaves_closes_the_upstream_request(
     with httpx.stream("POST", url, json=body, timeout=120) as response:
         for _ in zip(range(3), response.iter_lines(), strict=False):
             pass
+        # the upstream's stream opens when its job is queued: wait until it runs
+        deadline = time.monotonic() + 60
+        while upstream_gauge(upstream, running) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert upstream_gauge(upstream, running) == 1
     deadline = time.monotonic() + 10
     while upstream_gauge(upstream, running) != 0 and time.monotonic() < deadline:
