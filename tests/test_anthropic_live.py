@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,8 +122,13 @@ def test_the_system_prompt_reaches_the_model(client: openai.OpenAI) -> None:
 
     # the model's template puts a default system prompt in when there is none, so compare
     # a short system prompt with a longer one
-    short = {"role": "system", "content": "Be brief."}
-    long = {"role": "system", "content": "Answer in French, always, in one short line, politely."}
+    # (each opens with its own word, so that llama-server reuses no cached prefix: it counts
+    # only the tokens it evaluates)
+    short = {"role": "system", "content": f"{uuid.uuid4().hex[:8]} Be brief."}
+    long = {
+        "role": "system",
+        "content": f"{uuid.uuid4().hex[:8]} Answer in French, always, in one short line, politely.",
+    }
     assert prompt_tokens([long, *HI]) > prompt_tokens([short, *HI]) + 8
 
 
