@@ -157,6 +157,19 @@ def test_an_error_event_before_message_start_is_a_retryable_429() -> None:
     assert (caught.value.status, caught.value.retryable) == (429, True)
 
 
+def test_a_stream_whose_blocks_come_before_message_start_still_opens_with_start() -> None:
+    translator = StreamTranslator("anthropic", 0, "claude-x")
+    block = {"index": 0, "content_block": {"type": "text", "text": ""}}
+    delta = {"index": 0, "delta": {"type": "text_delta", "text": "Hi"}}
+    start = {"message": {"model": "claude-x-1", "usage": {"input_tokens": 3}}}
+    events = translator.feed("content_block_start", block)
+    events += translator.feed("content_block_delta", delta)
+    events += translator.feed("message_start", start)
+    assert [type(e).__name__ for e in events] == ["Start", "TextDelta"]
+    assert isinstance(events[0], Start) and events[0].model == "claude-x"
+    assert translator.usage().prompt_tokens == 3
+
+
 # --- requests ----------------------------------------------------------------------------
 
 

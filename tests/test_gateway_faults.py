@@ -127,6 +127,29 @@ def metric(server: Server, name: str, **labels: str) -> float:
     return 0.0
 
 
+# first in the module: later tests stop and restart servers this one needs quiet
+def test_a_client_that_leaves_closes_the_upstream_request(
+    gateway: Server, upstream: Server
+) -> None:
+    running = 'chatd_running_requests{model="smollm2"}'
+    body = {"model": "up/smollm2", "messages": HI, "stream": True, "max_tokens": 2000}
+    body["ignore_eos"] = True
+    url = gateway.url + "/v1/chat/completions"
+    with httpx.stream("POST", url, json=body, timeout=120) as response:
+        assert response.status_code == 200, response.read()
+        for _ in zip(range(3), response.iter_lines(), strict=False):
+            pass
+        # the upstream's stream opens when its job is queued: wait until it runs
+        deadline = time.monotonic() + 60
+        while upstream_gauge(upstream, running) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert upstream_gauge(upstream, running) == 1
+    deadline = time.monotonic() + 10
+    while upstream_gauge(upstream, running) != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream_gauge(upstream, running) == 0
+
+
 def test_connection_refused_is_a_502_naming_the_upstream(gateway: Server) -> None:
     response = post(gateway, "down/m")
     assert response.status_code == 502
@@ -247,27 +270,6 @@ def test_an_upstream_killed_mid_stream(tmp_path_factory: pytest.TempPathFactory)
     finally:
         victim.stop(kill=True)
         gateway.stop()
-
-
-def test_a_client_that_leaves_closes_the_upstream_request(
-    gateway: Server, upstream: Server
-) -> None:
-    running = 'chatd_running_requests{model="smollm2"}'
-    body = {"model": "up/smollm2", "messages": HI, "stream": True, "max_tokens": 2000}
-    body["ignore_eos"] = True
-    url = gateway.url + "/v1/chat/completions"
-    with httpx.stream("POST", url, json=body, timeout=120) as response:
-        for _ in zip(range(3), response.iter_lines(), strict=False):
-            pass
-        # the upstream's stream opens when its job is queued: wait until it runs
-        deadline = time.monotonic() + 60
-        while upstream_gauge(upstream, running) != 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert upstream_gauge(upstream, running) == 1
-    deadline = time.monotonic() + 10
-    while upstream_gauge(upstream, running) != 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert upstream_gauge(upstream, running) == 0
 
 
 def upstream_gauge(upstream: Server, sample: str) -> float:

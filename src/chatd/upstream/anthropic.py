@@ -93,7 +93,11 @@ class AnthropicBackend:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         model = request.model.removeprefix(self.name + "/")
         payload = orjson.dumps(build_body(request, model, request.model))
-        events = self._stream(payload, 0) if request.n == 1 else self._many(payload, request.n)
+        events = (
+            self._stream(payload, 0, model)
+            if request.n == 1
+            else self._many(payload, request.n, model)
+        )
         async with contextlib.aclosing(events):
             async for event in events:
                 yield event
@@ -101,9 +105,9 @@ class AnthropicBackend:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def _stream(self, payload: bytes, index: int) -> AsyncGenerator[Event, None]:
+    async def _stream(self, payload: bytes, index: int, model: str) -> AsyncGenerator[Event, None]:
         """One upstream request: Start, the answer's events, Usage last."""
-        translator = StreamTranslator(self.name, index)
+        translator = StreamTranslator(self.name, index, model)
         try:
             async with self.client.stream("POST", self.messages_url, content=payload) as response:
                 if response.status_code != 200:
@@ -132,11 +136,11 @@ class AnthropicBackend:
             )
         yield translator.usage()
 
-    async def _many(self, payload: bytes, n: int) -> AsyncGenerator[Event, None]:
+    async def _many(self, payload: bytes, n: int, model: str) -> AsyncGenerator[Event, None]:
         """n concurrent requests as one answer of n choices: Start once every one started
         (so a refusal is still an HTTP error), usage summed."""
         queue: asyncio.Queue[tuple[int, Event | Exception | None]] = asyncio.Queue(64 * n)
-        streams = [self._stream(payload, i) for i in range(n)]
+        streams = [self._stream(payload, i, model) for i in range(n)]
 
         async def pump(i: int) -> None:
             try:

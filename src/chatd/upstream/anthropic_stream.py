@@ -76,6 +76,7 @@ class StreamTranslator:
 
     upstream: str
     index: int = 0
+    model: str = ""  # the model asked for: Start's, if the stream names none first
     started: bool = False
     stopped: bool = False
     finish: FinishReason | None = None
@@ -88,7 +89,13 @@ class StreamTranslator:
 
     def feed(self, kind: str, data: dict[str, Any]) -> list[Event]:
         handler = getattr(self, "_on_" + kind, None)
-        return [] if handler is None else handler(data)
+        events = [] if handler is None else handler(data)
+        if events and not self.started:
+            # llama-server can send a short answer's blocks before its message_start: the
+            # contract opens with Start all the same
+            self.started = True
+            events.insert(0, Start(self.model, None))
+        return events
 
     def feed_raw(self, kind: str, data: str) -> list[Event]:
         if kind == "ping":
@@ -116,9 +123,11 @@ class StreamTranslator:
         message = data.get("message") or {}
         usage = message.get("usage") or {}
         self._count(usage)
+        if self.started:
+            return []
         self.started = True
         tier = SERVED_TIERS.get(str(usage.get("service_tier")), "default")
-        return [Start(message.get("model") or "", None, service_tier=tier)]
+        return [Start(message.get("model") or self.model, None, service_tier=tier)]
 
     def _on_content_block_start(self, data: dict[str, Any]) -> list[Event]:
         block = data.get("content_block") or {}
