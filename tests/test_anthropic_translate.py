@@ -48,12 +48,10 @@ def as_openai(events: list[Event], usage: Usage) -> tuple[list[dict[str, Any]], 
     assert isinstance(start, Start)
     envelope = Envelope.of(start, 1, False, False)
     encoder, builder = ChunkEncoder(envelope, include_usage=True), CompletionBuilder(envelope)
-    chunks = encoder.opening()
+    chunks = []
     for event in [*events[1:], usage]:
         builder.add(event)
-        chunk = encoder.encode(event)
-        if chunk is not None:
-            chunks.append(chunk)
+        chunks += encoder.encode(event)
     assert encoder.complete and builder.complete
     for chunk in chunks:
         validate("CreateChatCompletionStreamResponse", chunk)
@@ -168,6 +166,23 @@ def test_a_stream_whose_blocks_come_before_message_start_still_opens_with_start(
     assert [type(e).__name__ for e in events] == ["Start", "TextDelta"]
     assert isinstance(events[0], Start) and events[0].model == "claude-x"
     assert translator.usage().prompt_tokens == 3
+
+
+def test_a_message_start_after_message_stop_still_counts_its_usage() -> None:
+    translator = StreamTranslator("anthropic", 0, "claude-x")
+    block = {"index": 0, "content_block": {"type": "text", "text": ""}}
+    delta = {"index": 0, "delta": {"type": "text_delta", "text": "Hi"}}
+    events = translator.feed("content_block_start", block)
+    events += translator.feed("content_block_delta", delta)
+    events += translator.feed("content_block_stop", {"index": 0})
+    end = {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}}
+    events += translator.feed("message_delta", end)
+    events += translator.feed("message_stop", {})
+    late = {"message": {"usage": {"input_tokens": 1, "cache_read_input_tokens": 18}}}
+    assert translator.feed("message_start", late) == []
+    assert [type(e).__name__ for e in events] == ["Start", "TextDelta", "Finish"]
+    usage = translator.usage()
+    assert (usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens) == (19, 18, 1)
 
 
 # --- requests ----------------------------------------------------------------------------

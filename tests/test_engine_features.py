@@ -196,11 +196,6 @@ def narrow(tmp_path_factory: pytest.TempPathFactory) -> Any:
     server.stop()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="seen once (2026-12-02, full run): 429 'too many requests are queued' on the narrow "
-    "server; cause not yet found",
-)
 def test_requests_queue_beyond_parallel(narrow: Server) -> None:
     client = narrow.client()
 

@@ -226,10 +226,6 @@ def test_tool_call_streams_have_the_real_shape(
     assert opening.get("refusal") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chatd opens every stream with content '' before it knows whether a call follows",
-)
 def test_a_stream_that_calls_at_once_opens_with_null_content(client: openai.OpenAI) -> None:
     theirs = first_delta(recorded("parse_strict_tools.sse"))["delta"]
     ours = stream(
@@ -237,7 +233,22 @@ def test_a_stream_that_calls_at_once_opens_with_null_content(client: openai.Open
         messages=ASK,
         tools=[tool("get_weather", True)],
         tool_choice="required",
-        max_tokens=2,
+        max_tokens=24,
     )
     assert theirs["content"] is None
-    assert first_delta(ours)["delta"]["content"] is None
+    opening = first_delta(ours)["delta"]
+    assert opening.keys() == theirs.keys()
+    assert opening["content"] is None and opening["tool_calls"][0]["function"]["name"]
+
+
+def test_a_call_cut_before_its_name_leaks_no_markup(client: openai.OpenAI) -> None:
+    chunks = stream(
+        client,
+        messages=ASK,
+        tools=[tool("get_weather", True)],
+        tool_choice="required",
+        max_tokens=2,
+    )
+    text = "".join(c["delta"].get("content") or "" for chunk in chunks for c in chunk["choices"])
+    assert text == ""
+    assert finish_reasons(chunks) == ["length"]

@@ -244,11 +244,12 @@ class RedisLimiter:
     async def spend(self, key: Key, tokens: int) -> None:
         if key.tpm is None or tokens <= 0:
             return
-        # a task, so that a stream cancelled by its client's leaving is still counted
+        # a task, not awaited: the answer does not wait a Redis round trip for it, and a
+        # stream cancelled by its client's leaving is still counted. Its command is sent
+        # at the loop's next turn, long before this client's next request can be checked.
         task = asyncio.ensure_future(self._spend(key, tokens))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
-        await asyncio.shield(task)
 
     async def _spend(self, key: Key, tokens: int) -> None:
         try:

@@ -125,14 +125,13 @@ async def stream_events(
     encoder = ChunkEncoder(envelope, chat.include_usage)
     builder = CompletionBuilder(envelope) if chat.store else None
     try:
-        yield b"".join(sse_event(chunk) for chunk in encoder.opening())
         async for event in events:
             check_event(event, envelope.n)
             if builder is not None:
                 builder.add(event)
-            chunk = encoder.encode(event)
-            if chunk is not None:
-                yield sse_event(chunk)
+            data = b"".join(sse_event(chunk) for chunk in encoder.encode(event))
+            if data:
+                yield data
         if not encoder.complete:
             raise GenerationFailed(INCOMPLETE)
         if builder is not None:

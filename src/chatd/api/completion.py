@@ -208,6 +208,7 @@ class ChunkEncoder:
         self.include_usage = include_usage
         self.kinds: dict[tuple[int, int], str] = {}
         self.finished: set[int] = set()
+        self.opened: set[int] = set()
         self.usage_seen = False
 
     @property
@@ -244,26 +245,40 @@ class ChunkEncoder:
             lp = {"content": [logprob_dict(e) for e in logprobs or []], "refusal": None}
         return {"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish_reason}
 
-    def opening(self) -> list[dict[str, Any]]:
-        """The first chunk of each choice: the role, empty content."""
-        delta = {"role": "assistant", "content": "", "refusal": None}
-        return [self._chunk([self._choice(i, dict(delta))]) for i in range(self.envelope.n)]
+    def encode(self, event: Event) -> list[dict[str, Any]]:
+        """The chunks of one event; a choice's first event brings the role, as OpenAI's do.
 
-    def encode(self, event: Event) -> dict[str, Any] | None:
-        if isinstance(event, TextDelta):
-            delta = {"content": event.text}
-            return self._chunk([self._choice(event.index, delta, event.logprobs)])
-        if isinstance(event, ToolCallDelta):
-            return self._chunk([self._choice(event.index, self._call_delta(event), event.logprobs)])
-        if isinstance(event, RefusalDelta):
-            return self._chunk([self._choice(event.index, {"refusal": event.text})])
-        if isinstance(event, Finish):
-            self.finished.add(event.index)
-            return self._chunk([self._choice(event.index, {}, finish_reason=event.reason)])
+        A choice that opens with text opens with `content: ""`; one that opens with a call
+        carries the role in the call's chunk with `content: null`, so a client sees no
+        empty text in an answer that is only calls.
+        """
         if isinstance(event, Usage):
             self.usage_seen = True
-            return self._chunk([], usage_dict(event)) if self.include_usage else None
-        return None
+            return [self._chunk([], usage_dict(event))] if self.include_usage else []
+        if not isinstance(event, TextDelta | ToolCallDelta | RefusalDelta | Finish):
+            return []
+        opening = event.index not in self.opened
+        self.opened.add(event.index)
+        if isinstance(event, ToolCallDelta):
+            delta = self._call_delta(event)
+            if opening:
+                delta = {"role": "assistant", "content": None, **delta, "refusal": None}
+            return [self._chunk([self._choice(event.index, delta, event.logprobs)])]
+        chunks = [self._opening(event.index)] if opening else []
+        if isinstance(event, TextDelta):
+            delta = {"content": event.text}
+            chunks.append(self._chunk([self._choice(event.index, delta, event.logprobs)]))
+        elif isinstance(event, RefusalDelta):
+            chunks.append(self._chunk([self._choice(event.index, {"refusal": event.text})]))
+        else:
+            self.finished.add(event.index)
+            chunks.append(self._chunk([self._choice(event.index, {}, finish_reason=event.reason)]))
+        return chunks
+
+    def _opening(self, index: int) -> dict[str, Any]:
+        return self._chunk(
+            [self._choice(index, {"role": "assistant", "content": "", "refusal": None})]
+        )
 
     def _call_delta(self, event: ToolCallDelta) -> dict[str, Any]:
         if self.envelope.legacy_functions:

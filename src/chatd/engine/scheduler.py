@@ -129,10 +129,29 @@ class Scheduler:
 
     def submit(self, job: Job) -> None:
         with self.lock:
-            if len(self.waiting) >= self.queue_size:
-                raise BackendOverloaded("The server is busy; too many requests are queued.")
             self.waiting.append(job)
+            if self._queued() > self.queue_size:
+                self.waiting.pop()
+                raise BackendOverloaded("The server is busy; too many requests are queued.")
             self.lock.notify()
+
+    def _queued(self) -> int:
+        """Waiting jobs that the free slots would not admit at once: what --queue-size bounds.
+
+        Jobs still sit in `waiting` until the engine thread's next turn, which a busy CPU can
+        delay; counting them all would refuse requests that free slots are there to take.
+        """
+        free = self.parallel - self.active_sequences
+        queued = 0
+        for job in self.waiting:
+            if job.cancelled:
+                continue  # leaves at the engine thread's next turn
+            n = job.request.n
+            if not queued and (n <= free or free == self.parallel):
+                free -= n
+            else:
+                queued += 1
+        return queued
 
     def cancel(self, job: Job) -> None:
         with self.lock:

@@ -285,6 +285,8 @@ class ToolCallParser:
         events: list[Event] = []
         rest, self._buffer = self._buffer, ""
         if self._state == "text":
+            if reason == "length" and rest.strip() and TRIGGER.startswith(rest.strip()):
+                rest = ""  # a call's opening cut by max_tokens is markup, not the answer's text
             if rest and not (self._calls and not rest.strip()):
                 self._text(events, rest)
             elif self._logprobs and not self._calls:

@@ -118,9 +118,10 @@ class AnthropicBackend:
                 decoder = SSEDecoder()
                 async for line in response.aiter_lines():
                     item = decoder.feed(line)
-                    # read on to the body's end after message_stop: the connection goes
-                    # back to the pool only when the response was read whole
-                    if item is None or translator.stopped:
+                    # read on to the body's end after message_stop (the translator takes
+                    # only late usage): the connection goes back to the pool only when the
+                    # response was read whole
+                    if item is None:
                         continue
                     for event in self._translate(translator, *item):
                         if isinstance(event, Start):

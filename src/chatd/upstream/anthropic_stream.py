@@ -88,6 +88,12 @@ class StreamTranslator:
     blocks: dict[int, _Block] = field(default_factory=dict)
 
     def feed(self, kind: str, data: dict[str, Any]) -> list[Event]:
+        if self.stopped:
+            # llama-server can send a short answer's message_start even after its
+            # message_stop: its usage still counts, nothing else does
+            if kind == "message_start":
+                self._count((data.get("message") or {}).get("usage"))
+            return []
         handler = getattr(self, "_on_" + kind, None)
         events = [] if handler is None else handler(data)
         if events and not self.started:
