@@ -158,6 +158,7 @@ def serve(app: Starlette, settings: Settings) -> None:
         log_level=settings.log_level,
         access_log=False,
         http=protocol,
+        ws="none",  # no websocket routes: not importing a websockets library saves ~4 MB
         # after the drain, what is left of each connection gets this long
         timeout_graceful_shutdown=5,
     )
