@@ -4,6 +4,7 @@
 #
 #   scripts/chromium.sh    print the path (CHATD_TEST_CHROMIUM for tests), installing first
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 find_chromium() {
     local name
@@ -17,14 +18,7 @@ find_chromium() {
 
 BIN="$(find_chromium)"
 if [ -z "$BIN" ]; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "chromium.sh: Chromium is not installed; run as root to install it" >&2
-        exit 1
-    fi
-    echo "chromium.sh: installing Chromium (Debian package)" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq chromium >&2
+    apt_install chromium.sh Chromium chromium
     BIN="$(find_chromium)"
 fi
 if [ -z "$BIN" ]; then

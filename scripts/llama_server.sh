@@ -13,6 +13,7 @@
 # PYTHON (the interpreter whose pip downloads the sdist; default python3).
 # Needs cmake and a C++ compiler; installs them (Debian) when absent and run as root.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 VERSION=0.3.36
 ROOT="${CHATD_LLAMA_SERVER_CACHE:-$HOME/.cache/chatd/llama-server-$VERSION}"
@@ -42,14 +43,7 @@ if have_all; then
 fi
 
 if ! command -v cmake >/dev/null 2>&1 || ! command -v c++ >/dev/null 2>&1; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "llama_server.sh: cmake and a C++ compiler are needed; run as root to install them" >&2
-        exit 1
-    fi
-    echo "llama_server.sh: installing cmake and g++ (Debian packages)" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq cmake g++ >&2
+    apt_install llama_server.sh "cmake and a C++ compiler" cmake g++
 fi
 
 if [ ! -f "$SRC/CMakeLists.txt" ]; then

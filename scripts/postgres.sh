@@ -12,6 +12,7 @@
 # port if that one is taken by something else), CHATD_PG_DB (default chatd_test).
 # The URL is also written to $CHATD_PG_DIR/url. Tuned for tests: fsync is off.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PGDIR="${CHATD_PG_DIR:-/tmp/chatd-pg}"
 DB="${CHATD_PG_DB:-chatd_test}"
@@ -31,14 +32,7 @@ find_bindir() {
 
 BINDIR="$(find_bindir)"
 if [ -z "$BINDIR" ]; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "postgres.sh: PostgreSQL is not installed; run as root to install it" >&2
-        exit 1
-    fi
-    echo "postgres.sh: installing PostgreSQL (Debian package)" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq postgresql >&2
+    apt_install postgres.sh PostgreSQL postgresql
     BINDIR="$(find_bindir)"
 fi
 
@@ -49,23 +43,6 @@ else
 fi
 
 as_pg() { "${RUNAS[@]}" "cd / && $*"; }
-
-port_in_use() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(0)
-sys.exit(1)
-EOF
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 running() { [ -f "$DATA/postmaster.pid" ] && as_pg "$BINDIR/pg_ctl -D '$DATA' status" >/dev/null 2>&1; }
 

@@ -11,6 +11,7 @@
 # free port if that one is taken by something else). The URL is also written to
 # $CHATD_REDIS_DIR/url. In memory only: no snapshots, no append-only file.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DIR="${CHATD_REDIS_DIR:-/tmp/chatd-redis}"
 PIDFILE="$DIR/redis.pid"
@@ -19,32 +20,8 @@ LOG="$DIR/redis.log"
 URLFILE="$DIR/url"
 
 if ! command -v redis-server >/dev/null 2>&1; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "redis.sh: Redis is not installed; run as root to install it" >&2
-        exit 1
-    fi
-    echo "redis.sh: installing Redis (Debian package)" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq redis-server >&2
+    apt_install redis.sh Redis redis-server
 fi
-
-port_in_use() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(0)
-sys.exit(1)
-EOF
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 running() {
     [ -f "$PIDFILE" ] && [ -f "$PORTFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null &&
