@@ -25,6 +25,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_healthy(
+    name: str, proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float
+) -> None:
+    """Wait until `url` answers 200; RuntimeError with the log's tail if `proc` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited early:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} did not start:\n{log.read_text()[-4000:]}")
+
+
 class Server:
     """A `chatd serve` subprocess."""
 
@@ -61,17 +78,8 @@ class Server:
         env = {**os.environ, **self.env}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chatd exited early:\n{self.log.read_text()[-4000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"chatd did not start:\n{self.log.read_text()[-4000:]}")
+        wait_healthy("chatd", self.proc, self.url + "/health", self.log, timeout)
+        return self
 
     def stop(self, kill: bool = False) -> None:
         if self.proc and self.proc.poll() is None:

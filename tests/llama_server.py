@@ -11,14 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from functools import cache
 from pathlib import Path
 
-import httpx
-
 from chatd.engine.runtime import default_model_path
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_healthy
 
 
 @cache
@@ -62,18 +59,12 @@ class LlamaServer:
     def __enter__(self) -> LlamaServer:
         log_file = self.log.open("ab")
         self.proc = subprocess.Popen(self.cmd, stdout=log_file, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.__exit__()
-        raise RuntimeError(f"llama-server did not start:\n{self.log.read_text()[-3000:]}")
+        try:
+            wait_healthy("llama-server", self.proc, self.url + "/health", self.log, 120)
+        except RuntimeError:
+            self.__exit__()
+            raise
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is None or self.proc.poll() is not None:

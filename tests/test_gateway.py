@@ -17,24 +17,15 @@ import pytest
 
 from tests.conftest import Server
 from tests.schema import validate
-from tests.upstreams import ScriptedUpstream
+from tests.upstreams import UP_KEY, ScriptedUpstream, chatd_upstream
 
-UP_KEY = "sk-upstream-secret"
 GW_KEY = "sk-gateway"
 HI = [{"role": "user", "content": "Say hello."}]
 
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(
-        tmp_path_factory.mktemp("upstream"),
-        "--model-name",
-        "smollm2",
-        "--parallel",
-        "4",
-        "--api-key",
-        UP_KEY,
-    ).start()
+    srv = chatd_upstream(tmp_path_factory.mktemp("upstream"), parallel=4)
     yield srv
     srv.stop()
 

@@ -18,24 +18,15 @@ import pytest
 
 from tests.conftest import Server, free_port
 from tests.schema import validate
-from tests.upstreams import ScriptedUpstream, hanging_socket
+from tests.upstreams import UP_KEY, ScriptedUpstream, chatd_upstream, hanging_socket
 
-UP_KEY = "sk-upstream-secret"
 WRONG_KEY = "sk-wrong-secret-value"
 HI = [{"role": "user", "content": "Say hello."}]
 
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(
-        tmp_path_factory.mktemp("upstream"),
-        "--model-name",
-        "smollm2",
-        "--parallel",
-        "2",
-        "--api-key",
-        UP_KEY,
-    ).start()
+    srv = chatd_upstream(tmp_path_factory.mktemp("upstream"), parallel=2)
     yield srv
     srv.stop()
 

@@ -5,6 +5,7 @@ are chosen by the first path segment: `/ok/v1`, `/busy/v1` (429 + Retry-After),
 `/busy-once/v1` (429 once per test, then ok), `/broken/v1` (500 while `broken` is set),
 `/partial/v1` (a stream cut off mid-answer); it counts the requests of each mode.
 `hanging_socket` accepts connections (the kernel does) and never answers.
+`chatd_upstream` starts another chatd, with the default model, as an OpenAI-kind upstream.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from tests.conftest import Server
+
+UP_KEY = "sk-upstream-secret"
 
 COMPLETION = {
     "id": "chatcmpl-scripted",
@@ -133,3 +139,9 @@ def hanging_socket() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
         yield sock.getsockname()[1]
+
+
+def chatd_upstream(data_dir: Path, parallel: int) -> Server:
+    """A started chatd serving the default model as `smollm2`, behind the key UP_KEY."""
+    args = ("--model-name", "smollm2", "--parallel", str(parallel), "--api-key", UP_KEY)
+    return Server(data_dir, *args).start()
