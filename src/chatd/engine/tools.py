@@ -27,8 +27,6 @@ tools. With `tool_choice: "none"` the tools are not shown at all.
 from __future__ import annotations
 
 import json
-import secrets
-import string
 from typing import Any, Literal
 
 from chatd.backend import (
@@ -43,6 +41,7 @@ from chatd.backend import (
     ToolSpec,
 )
 from chatd.engine.template import content_text
+from chatd.ids import base62
 
 TRIGGER = "<tool_call"
 FUNCTION_OPEN = '>\n{"name": "'
@@ -53,12 +52,10 @@ CUSTOM_BODY = '">\n'
 CUSTOM_CLOSE = "\n</tool_call>"
 CALL_SEPARATOR = "\n"
 
-_ALPHANUMERIC = string.ascii_letters + string.digits
-
 
 def new_call_id() -> str:
     """An OpenAI-shaped tool call id: `call_` and 24 random alphanumerics."""
-    return "call_" + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(24))
+    return "call_" + base62(24)
 
 
 # -- rendering ---------------------------------------------------------------------------
