@@ -74,7 +74,8 @@ def test_create_and_stream_through_the_gateway(
 def test_tool_use_through_the_gateway(claude: anthropic.Anthropic) -> None:
     message = claude.messages.create(
         model=MODEL,
-        max_tokens=48,
+        max_tokens=64,
+        extra_body={"temperature": 0},
         messages=ASK_WEATHER,
         tools=[WEATHER],
         tool_choice={"type": "any"},

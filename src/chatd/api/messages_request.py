@@ -21,7 +21,7 @@ from chatd.api.validate_tools import MAX_TOOLS
 from chatd.api.validation import Obj, invalid_type, invalid_value
 from chatd.backend import GenerationRequest, SamplingParams, ToolChoice, ToolSpec
 
-API_VERSIONS = ("2023-06-01", "2023-01-01")
+_VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ROLES = ("user", "assistant")
 SERVICE_TIERS = {"auto": "auto", "standard_only": "default"}  # Anthropic's -> the contract's
 CHOICE_TYPES = ("auto", "any", "tool", "none")
@@ -42,6 +42,9 @@ REFUSED = {
     "output_format": "structured outputs are served by /v1/chat/completions (response_format)",
     "output_config": "structured outputs are served by /v1/chat/completions (response_format)",
     "inference_geo": "chatd serves from where it runs",
+    "diagnostics": "chatd keeps no earlier messages to compare prompts with",
+    "workspace_id": "chatd attributes a request to its API key",
+    "user_profile_id": "chatd attributes a request to its API key",
 }
 CREATE_FIELDS = frozenset(
     {
@@ -60,10 +63,13 @@ CREATE_FIELDS = frozenset(
         "service_tier",
         "thinking",
         "cache_control",
+        "speed",
     }
 )
 # what count_tokens takes: the prompt, not how to answer it
-COUNT_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking"})
+COUNT_FIELDS = frozenset(
+    {"model", "messages", "system", "tools", "tool_choice", "thinking", "cache_control", "speed"}
+)
 BLOCK_TYPES = ("text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking")
 REFUSED_BLOCKS = {
     "document": "chatd reads no documents; send their text as text blocks",
@@ -146,9 +152,13 @@ def _chat_tool_choice(choice: ToolChoice | None) -> str | dict[str, Any]:
 
 
 def check_version(value: str | None) -> None:
-    """The `anthropic-version` header: absent (taken as 2023-06-01) or a version that exists."""
-    if value is not None and value not in API_VERSIONS:
-        raise APIError(f"anthropic-version: invalid version '{value}'; use 2023-06-01.")
+    """The `anthropic-version` header: absent, or a date. chatd answers every version alike
+    (the SDKs send newer dates than 2023-06-01, and the shapes served have not changed)."""
+    if value is not None and not _VERSION.fullmatch(value):
+        raise APIError(
+            f"anthropic-version: '{value}' is not a version (a date: 2023-06-01).",
+            param="anthropic-version",
+        )
 
 
 def parse_messages_request(body: bytes, *, counting: bool = False) -> MessagesRequest:
@@ -173,6 +183,12 @@ def parse_messages_request(body: bytes, *, counting: bool = False) -> MessagesRe
         top.value("max_tokens", required=True)
         max_tokens = top.integer("max_tokens", minimum=1)
     _check_thinking(top)
+    if top.enum("speed", ("standard", "fast")) == "fast":
+        raise APIError(
+            "speed: 'fast' is not supported by chatd: it serves every request at one speed.",
+            param="speed",
+        )
+    top.object("cache_control")
     messages = _system(top) + _messages(top)
     tools = _tools(top)
     choice, parallel = _tool_choice(top, tools)
@@ -212,7 +228,6 @@ def _generation_fields(top: Obj, request: MessagesRequest) -> None:
     tier = top.enum("service_tier", tuple(SERVICE_TIERS))
     if tier is not None:
         request.passthrough["service_tier"] = SERVICE_TIERS[tier]
-    top.object("cache_control")
 
 
 def _check_thinking(top: Obj) -> None:
@@ -341,7 +356,8 @@ def _check_block(block: Obj, role: str) -> None:
         block.name("name", MAX_TOOL_NAME)
         block.child("input")
         block.object("cache_control")
-        block.only(("type", "id", "name", "input", "cache_control"))
+        block.object("caller")  # who called it (the API's programmatic tool calling): no effect
+        block.only(("type", "id", "name", "input", "cache_control", "caller"))
     elif kind == "tool_result":
         block.text("tool_use_id")
         block.boolean("is_error")
