@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chatd.config import Settings
 from tests import anthropic_schema as shapes
@@ -108,3 +110,62 @@ def test_images_reach_a_model_that_reads_them(http: httpx.Client, vision: Vision
         "data:image/png;base64,aGk=",
         "https://example.com/cat.png",
     ]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.floats(-2, 2) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+BLOCK = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image", "tool_use", "tool_result", "thinking", "x"])},
+    optional={
+        "text": JSON,
+        "id": JSON,
+        "name": JSON,
+        "input": JSON,
+        "tool_use_id": JSON,
+        "content": JSON,
+        "source": JSON,
+    },
+)
+TURN = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant", "system"])},
+    optional={"content": st.text(max_size=5) | st.lists(BLOCK, max_size=3) | JSON},
+)
+BODY = st.fixed_dictionaries(
+    {"model": st.sampled_from(["ok", "nonesuch"]) | JSON},
+    optional={
+        "max_tokens": st.integers(-1, 9) | JSON,
+        "messages": st.lists(TURN, max_size=3) | JSON,
+        "system": JSON | st.lists(BLOCK, max_size=2),
+        "tools": st.lists(JSON, max_size=2) | JSON,
+        "tool_choice": JSON,
+        "stop_sequences": JSON,
+        "temperature": JSON,
+        "metadata": JSON,
+        "stream": st.booleans(),
+        "thinking": JSON,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=BODY, counting=st.booleans())
+def test_no_body_gets_a_500_and_every_answer_has_its_shape(
+    http: httpx.Client, body: dict[str, Any], counting: bool
+) -> None:
+    path = "/v1/messages/count_tokens" if counting else "/v1/messages"
+    response = http.post(path, json=body)
+    assert response.status_code in (200, 400, 404), response.text
+    if response.status_code != 200:
+        shapes.error(response.json(), response.status_code)
+    elif counting:
+        shapes.TokenCount.model_validate(response.json())
+    elif body.get("stream"):
+        for kind, data in sse_events(iter([*response.text.splitlines(), ""])):
+            shapes.event(kind, data)
+    else:
+        shapes.message(response.json())
