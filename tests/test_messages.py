@@ -15,6 +15,7 @@ from typing import Any
 import anthropic
 import httpx
 import jsonschema
+import pydantic
 import pytest
 
 from tests import anthropic_schema as shapes
@@ -313,6 +314,26 @@ def test_tool_choice_none_answers_in_text(claude: anthropic.Anthropic) -> None:
     assert not tool_uses(message) and message.stop_reason in ("end_turn", "max_tokens")
 
 
+# -- structured outputs --------------------------------------------------------------------
+
+
+class Forecast(pydantic.BaseModel):
+    sunny: bool
+    degrees: int
+
+
+def test_parse_with_a_pydantic_model(claude: anthropic.Anthropic) -> None:
+    message = claude.messages.parse(
+        model=MODEL,
+        max_tokens=32,
+        messages=[{"role": "user", "content": "Is it sunny in Paris, and how warm?"}],
+        output_format=Forecast,
+        extra_body={"temperature": 0},  # greedy: the object closes well within max_tokens
+    )
+    assert message.stop_reason == "end_turn"
+    assert isinstance(message.parsed_output, Forecast)
+
+
 # -- count_tokens --------------------------------------------------------------------------
 
 
@@ -376,6 +397,10 @@ def test_sdk_errors(claude: anthropic.Anthropic) -> None:
         ({"model": MODEL, "max_tokens": 0, "messages": HI}, "max_tokens"),
         ({"model": MODEL, "max_tokens": 8, "messages": HI, "temperature": 1.5}, "temperature"),
         ({"model": MODEL, "max_tokens": 8, "messages": HI, "container": "c"}, "container"),
+        (
+            {"model": MODEL, "max_tokens": 8, "messages": HI, "output_config": {"effort": "max"}},
+            "output_config.effort",
+        ),
         ({"model": MODEL, "max_tokens": 8, "messages": HI, "n": 2}, "n"),
         ({"model": MODEL, "max_tokens": 8, "messages": []}, "messages"),
         (

@@ -2,7 +2,8 @@
 in the backend contract's terms (OpenAI message dicts, `ToolSpec`s, a `ToolChoice`).
 
 Fields chatd cannot honour on any model are refused by name (`REFUSED`): the contract has
-no way to carry them to a backend. `cache_control` anywhere is accepted and needs nothing:
+no way to carry them to a backend. `output_config.format` is the contract's strict
+`json_schema` response format. `cache_control` anywhere is accepted and needs nothing:
 every prompt goes through the prefix cache. Thinking blocks of earlier assistant turns are
 dropped, as the Messages API itself drops them from the context.
 """
@@ -19,7 +20,13 @@ from chatd.api.errors import APIError
 from chatd.api.schemas import decode_json
 from chatd.api.validate_tools import MAX_TOOLS
 from chatd.api.validation import Obj, invalid_type, invalid_value
-from chatd.backend import GenerationRequest, SamplingParams, ToolChoice, ToolSpec
+from chatd.backend import (
+    GenerationRequest,
+    ResponseFormat,
+    SamplingParams,
+    ToolChoice,
+    ToolSpec,
+)
 
 _VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ROLES = ("user", "assistant")
@@ -39,8 +46,6 @@ REFUSED = {
     "container": "chatd runs no code-execution containers",
     "mcp_servers": "chatd connects to no MCP servers",
     "context_management": "chatd does not edit the context of a conversation",
-    "output_format": "structured outputs are served by /v1/chat/completions (response_format)",
-    "output_config": "structured outputs are served by /v1/chat/completions (response_format)",
     "inference_geo": "chatd serves from where it runs",
     "diagnostics": "chatd keeps no earlier messages to compare prompts with",
     "workspace_id": "chatd attributes a request to its API key",
@@ -64,11 +69,16 @@ CREATE_FIELDS = frozenset(
         "thinking",
         "cache_control",
         "speed",
+        "output_config",
+        "output_format",
     }
 )
 # what count_tokens takes: the prompt, not how to answer it
 COUNT_FIELDS = frozenset(
-    {"model", "messages", "system", "tools", "tool_choice", "thinking", "cache_control", "speed"}
+    {
+        *("model", "messages", "system", "tools", "tool_choice", "thinking"),
+        *("cache_control", "speed", "output_config", "output_format"),
+    }
 )
 BLOCK_TYPES = ("text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking")
 REFUSED_BLOCKS = {
@@ -95,6 +105,7 @@ class MessagesRequest:
     tools: list[ToolSpec] = field(default_factory=list)
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool = True
+    response_format: ResponseFormat | None = None  # output_config.format
     passthrough: dict[str, Any] = field(default_factory=dict)
     images: list[str] = field(default_factory=list)  # the path of each image block
 
@@ -108,6 +119,7 @@ class MessagesRequest:
             tools=self.tools,
             tool_choice=self.tool_choice,
             parallel_tool_calls=self.parallel_tool_calls,
+            response_format=self.response_format,
             passthrough=dict(self.passthrough),
             raw=self.chat_body(),
         )
@@ -131,6 +143,10 @@ class MessagesRequest:
             body["tools"] = [_chat_tool(tool) for tool in self.tools]
             body["tool_choice"] = _chat_tool_choice(self.tool_choice)
             body["parallel_tool_calls"] = self.parallel_tool_calls
+        fmt = self.response_format
+        if fmt is not None:
+            spec = {"name": fmt.name, "schema": fmt.schema, "strict": True}
+            body["response_format"] = {"type": "json_schema", "json_schema": spec}
         return body
 
 
@@ -200,6 +216,7 @@ def parse_messages_request(body: bytes, *, counting: bool = False) -> MessagesRe
         tools=tools,
         tool_choice=choice,
         parallel_tool_calls=parallel,
+        response_format=_output_format(top),
         images=_images(raw),
     )
     if not counting:
@@ -228,6 +245,29 @@ def _generation_fields(top: Obj, request: MessagesRequest) -> None:
     tier = top.enum("service_tier", tuple(SERVICE_TIERS))
     if tier is not None:
         request.passthrough["service_tier"] = SERVICE_TIERS[tier]
+
+
+def _output_format(top: Obj) -> ResponseFormat | None:
+    """`output_config.format` (or the beta's top-level `output_format`): JSON matching a
+    schema, guaranteed by the grammar as Chat Completions' strict `json_schema` is."""
+    config = top.object("output_config")
+    fmt = top.object("output_format")
+    if config is not None:
+        effort = config.enum("effort", ("low", "medium", "high", "xhigh", "max"))
+        if effort is not None:
+            raise APIError(
+                f"output_config.effort: '{effort}' is not supported by chatd: its models "
+                "answer with one effort.",
+                param="output_config.effort",
+            )
+        fmt = config.object("format")
+        config.only(("effort", "format"))
+    if fmt is None:
+        return None
+    fmt.pick("type", ("json_schema",))
+    schema = fmt.child("schema")
+    fmt.only(("type", "schema"))
+    return ResponseFormat("json_schema", schema.data, name="output", strict=True)
 
 
 def _check_thinking(top: Obj) -> None:
