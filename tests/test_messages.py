@@ -244,23 +244,26 @@ def tool_uses(message: anthropic.types.Message) -> list[anthropic.types.ToolUseB
     return [block for block in message.content if block.type == "tool_use"]
 
 
-def test_tool_choice_any_answers_with_valid_input(claude: anthropic.Anthropic) -> None:
-    body, _ = create_raw(
-        claude,
-        model=MODEL,
-        max_tokens=64,
-        extra_body={"temperature": 0},  # greedy: the call ends well within max_tokens
-        messages=ASK_WEATHER,
-        tools=[WEATHER, TIME],
-        tool_choice={"type": "any", "disable_parallel_tool_use": True},
-    )
-    assert body["stop_reason"] == "tool_use", body
-    [call] = [b for b in body["content"] if b["type"] == "tool_use"]
+def test_tool_choice_any_streams_one_valid_input(server: Server) -> None:
+    """On the wire: a tool_use block opens with input {}, then JSON deltas that join to an
+    input valid against the tool's schema (a non-streamed call: tests/test_messages_gateway.py)."""
+    ask = {
+        "model": MODEL,
+        "max_tokens": 64,
+        "temperature": 0,  # greedy: the call ends well within max_tokens
+        "messages": ASK_WEATHER,
+        "tools": [WEATHER, TIME],
+        "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
+    }
+    events = wire_stream(server, ask)
+    assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
+    [call] = [block for block in blocks_of(events) if block["type"] == "tool_use"]
+    assert call["id"]
     tool = {"get_weather": WEATHER, "get_time": TIME}[call["name"]]
     jsonschema.validate(call["input"], tool["input_schema"])
 
 
-def test_tool_round_trip_streamed(claude: anthropic.Anthropic, server: Server) -> None:
+def test_tool_round_trip_streamed(claude: anthropic.Anthropic) -> None:
     ask: dict[str, Any] = {
         "model": MODEL,
         "max_tokens": 64,
@@ -277,11 +280,6 @@ def test_tool_round_trip_streamed(claude: anthropic.Anthropic, server: Server) -
     assert call.name == "get_weather" and call.id
     assert json.loads("".join(partial)) == call.input
     jsonschema.validate(call.input, WEATHER["input_schema"])
-    # the same request on the wire: a tool_use block opens with input {}, then JSON deltas
-    events = wire_stream(server, {**ask, **greedy})
-    [block] = blocks_of(events)
-    assert block["type"] == "tool_use" and block["name"] == "get_weather"
-    jsonschema.validate(block["input"], WEATHER["input_schema"])
     # tool_result -> an answer in text
     turns = [
         *ASK_WEATHER,
