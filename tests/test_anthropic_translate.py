@@ -120,7 +120,8 @@ def test_cache_reads_and_writes_count_as_prompt_tokens_once() -> None:
 )
 def test_every_stop_reason_maps_to_a_finish_reason(reason: str, finish: str) -> None:
     events, translator = translate(f"stop_{reason}.sse", index=0)
-    assert [e for e in events if isinstance(e, Finish)] == [Finish(0, finish)]  # type: ignore[arg-type]
+    matched = "END" if reason == "stop_sequence" else None  # for the Messages API front door
+    assert [e for e in events if isinstance(e, Finish)] == [Finish(0, finish, matched)]  # type: ignore[arg-type]
     assert translator.stopped
     _, completion = as_openai(events, translator.usage())
     assert completion["choices"][0]["finish_reason"] == finish

@@ -142,6 +142,7 @@ class Start:
     system_fingerprint: str | None = None
     service_tier: str | None = "default"
     headers: dict[str, str] = field(default_factory=dict)  # for the client (x-request-id, ...)
+    prompt_tokens: int | None = None  # when known before the answer (the Messages API says it)
 
 
 @dataclass(slots=True)
@@ -182,6 +183,7 @@ class ToolCallDelta:
 class Finish:
     index: int
     reason: FinishReason
+    stop_sequence: str | None = None  # the stop string that ended a "stop", when known
 
 
 @dataclass(slots=True)
@@ -287,6 +289,15 @@ class SupportsStats(Protocol):
     """A backend with gauges and counters for /metrics (names ending in _total are counters)."""
 
     def stats(self) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class SupportsTokenCount(Protocol):
+    """A backend that can count a request's prompt tokens with the model's own tokenizer."""
+
+    async def count_tokens(self, request: GenerationRequest) -> int:
+        """The prompt's tokens as `generate` would build it (tools included), unbounded."""
+        ...
 
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 529})

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatd.api import chat, metrics, models, openapi, stored, web
+from chatd.api import chat, messages, metrics, models, openapi, stored, web
 from chatd.api.access import AccessLogMiddleware
 from chatd.api.auth import AuthMiddleware
 from chatd.api.drain import Drain, DrainMiddleware
@@ -26,6 +26,7 @@ from chatd.api.errors import (
     handle_http_exception,
 )
 from chatd.api.limits import MIB, BodyLimitMiddleware
+from chatd.api.messages_errors import MessagesErrorMiddleware
 from chatd.api.ratelimit import LimitsMiddleware
 from chatd.api.responses import json_response
 from chatd.backend import Backend, BackendError
@@ -104,9 +105,13 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
             *metrics.routes,
             *openapi.routes,
             *web.routes,
+            # the Anthropic Messages API
+            *messages.routes,
         ],
         middleware=[
             Middleware(AccessLogMiddleware),
+            # the Anthropic Messages API: every error on its paths in its own shape
+            Middleware(MessagesErrorMiddleware),
             Middleware(UnexpectedErrorMiddleware),
             Middleware(DrainMiddleware, drain=drain),
             Middleware(

@@ -189,7 +189,7 @@ def parse_chat_request(body: bytes) -> ChatRequest:
 
     What the chosen model can do is checked after routing (`api.capabilities`).
     """
-    raw = _decode(body)
+    raw = decode_json(body)
     if "model" not in raw:
         raise APIError("you must provide a model parameter")
     if "messages" not in raw:
@@ -204,7 +204,8 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     return ChatRequest(raw=raw, **values)
 
 
-def _decode(body: bytes) -> dict[str, Any]:
+def decode_json(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object: bounded, finite numbers, no lone surrogates."""
     check_json_shape(body)
     try:
         raw = json.loads(body, parse_constant=_no_constant, parse_float=_finite)

@@ -125,6 +125,16 @@ class LocalBackend:
             raise ContextLengthExceeded(limit, len(prompt), request.max_tokens)
         return prompt
 
+    async def count_tokens(self, request: GenerationRequest) -> int:
+        """The prompt's tokens, tools included, whatever the context holds (SupportsTokenCount)."""
+        if _chars(request) > LARGE_PROMPT_CHARS:
+            return await asyncio.to_thread(self._count, request)
+        return self._count(request)
+
+    def _count(self, request: GenerationRequest) -> int:
+        text = self.template.render(prepare_messages(request))
+        return len(self.runtime.vocab.tokenize(text, special=True))
+
     def _prepare(
         self, request: GenerationRequest
     ) -> tuple[list[int], OutputPlan, list[int] | None]:
@@ -150,7 +160,7 @@ class LocalBackend:
         self.scheduler.submit(job)
         finished = False
         try:
-            yield Start(request.model, self.runtime.fingerprint)
+            yield Start(request.model, self.runtime.fingerprint, prompt_tokens=len(prompt))
             while True:
                 events = await job.queue.get()
                 if events is None:

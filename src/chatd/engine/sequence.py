@@ -102,7 +102,8 @@ class Job:
         choice.finished = True
         self.outbox.extend(events)
         self.outbox.extend(more)
-        self.outbox.append(Finish(choice.index, reason))
+        matched = choice.text.matcher.matched if reason == "stop" else None
+        self.outbox.append(Finish(choice.index, reason, matched))
 
     def send(self, mailbox: Mailbox, final: list[Event] | None = None) -> None:
         """Post the events of this step for the request's coroutine."""

@@ -76,6 +76,7 @@ class StopMatcher:
         self._held = ""
         self.emitted = 0
         self.stopped = False
+        self.matched: str | None = None  # the stop sequence that ended the text
 
     @property
     def held(self) -> int:
@@ -90,7 +91,7 @@ class StopMatcher:
             self.emitted += len(text)
             return text, False
         buf = self._held + text
-        cut = _first_stop(buf, self.stops)
+        cut, self.matched = _first_stop(buf, self.stops)
         if cut >= 0:
             self.stopped = True
             self._held = ""
@@ -118,14 +119,17 @@ class StopMatcher:
         return 0
 
 
-def _first_stop(text: str, stops: list[str]) -> int:
-    """Where the stop that ends first in `text` begins (ties: the one starting first), or -1."""
+def _first_stop(text: str, stops: list[str]) -> tuple[int, str | None]:
+    """Where the stop that ends first in `text` begins (ties: the one starting first), and
+    which stop it is; (-1, None) when none is in `text`."""
     best: tuple[int, int] | None = None
+    matched = None
     for stop in stops:
         at = text.find(stop)
         if at >= 0 and (best is None or (at + len(stop), at) < best):
             best = (at + len(stop), at)
-    return -1 if best is None else best[1]
+            matched = stop
+    return (-1, None) if best is None else (best[1], matched)
 
 
 @dataclass(slots=True)

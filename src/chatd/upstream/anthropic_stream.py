@@ -133,7 +133,9 @@ class StreamTranslator:
             return []
         self.started = True
         tier = SERVED_TIERS.get(str(usage.get("service_tier")), "default")
-        return [Start(message.get("model") or self.model, None, service_tier=tier)]
+        model = message.get("model") or self.model
+        prompt = self.input_tokens + self.cache_creation + self.cache_read
+        return [Start(model, None, service_tier=tier, prompt_tokens=prompt or None)]
 
     def _on_content_block_start(self, data: dict[str, Any]) -> list[Event]:
         block = data.get("content_block") or {}
@@ -191,11 +193,13 @@ class StreamTranslator:
 
     def _on_message_delta(self, data: dict[str, Any]) -> list[Event]:
         self._count(data.get("usage"))
-        reason = (data.get("delta") or {}).get("stop_reason")
+        delta = data.get("delta") or {}
+        reason = delta.get("stop_reason")
         if reason is None or self.finish is not None:
             return []
         self.finish = STOP_REASONS.get(reason, "stop")
-        return [Finish(self.index, self.finish)]
+        matched = delta.get("stop_sequence") if reason == "stop_sequence" else None
+        return [Finish(self.index, self.finish, matched if isinstance(matched, str) else None)]
 
     def _on_message_stop(self, data: dict[str, Any]) -> list[Event]:
         self.stopped = True
