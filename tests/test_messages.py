@@ -258,6 +258,7 @@ def test_tool_choice_any_streams_one_valid_input(server: Server) -> None:
     events = wire_stream(server, ask)
     assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
     [call] = [block for block in blocks_of(events) if block["type"] == "tool_use"]
+    assert call["id"].startswith("toolu_")
     assert call["id"]
     tool = {"get_weather": WEATHER, "get_time": TIME}[call["name"]]
     jsonschema.validate(call["input"], tool["input_schema"])

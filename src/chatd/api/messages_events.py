@@ -7,8 +7,6 @@ per call. Usage is Anthropic's: `input_tokens` excludes what the prefix cache su
 
 from __future__ import annotations
 
-import secrets
-import string
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +22,8 @@ from chatd.backend import (
     ToolCallDelta,
     Usage,
 )
+from chatd.ids import base62
 
-_ALPHABET = string.ascii_letters + string.digits
 STOP_REASONS = {
     "length": "max_tokens",
     "tool_calls": "tool_use",
@@ -35,7 +33,14 @@ STOP_REASONS = {
 
 
 def message_id() -> str:
-    return "msg_" + "".join(secrets.choice(_ALPHABET) for _ in range(24))
+    return "msg_" + base62(24)
+
+
+def tool_use_id(call_id: str | None) -> str:
+    """A call's id as the Messages API writes them: `toolu_...` (the same id each time)."""
+    if call_id is None:
+        return "toolu_" + base62(24)
+    return "toolu_" + call_id.removeprefix("call_")
 
 
 def stop_reason(finish: Finish) -> str:
@@ -148,7 +153,7 @@ class MessageEncoder:
         out = b""
         if event.call_index not in self.calls:
             out += self._close_block() + self._open(
-                _Block("tool_use", id=event.id, name=event.name)
+                _Block("tool_use", id=tool_use_id(event.id), name=event.name)
             )
             self.calls[event.call_index] = len(self.blocks) - 1
         block = self.blocks[self.calls[event.call_index]]
