@@ -13,21 +13,21 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from chatd.api.access import observe
 from chatd.api.auth import may_use
 from chatd.api.capabilities import check_capabilities
 from chatd.api.completion import ChunkEncoder, CompletionBuilder, Envelope, check_event
 from chatd.api.errors import APIError, from_backend_error, server_error
-from chatd.api.ratelimit import metered
+from chatd.api.generation import INCOMPLETE, open_events
+from chatd.api.generation import close_events as _close
+from chatd.api.generation import first_start as _start
 from chatd.api.responses import json_response
 from chatd.api.schemas import ChatRequest, parse_chat_request
 from chatd.api.sse import DONE, sse_error, sse_event
-from chatd.backend import BackendError, Event, GenerationFailed, GenerationRequest, Start
+from chatd.backend import BackendError, Event, GenerationFailed, GenerationRequest
 from chatd.router import Router, UnknownModel
 
 log = logging.getLogger("chatd")
 
-INCOMPLETE = "The model's answer ended before it was complete."
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -41,15 +41,8 @@ async def create_chat_completion(request: Request) -> Response:
     check_capabilities(chat.raw, backend.capabilities(chat.model), chat.model)
     generation = chat.to_generation(chat.model)
     generation.timing.started = started
-    drain = request.app.state.drain
     # ends with a 503 error at the deadline of a graceful shutdown (chatd.api.drain)
-    events = aiter(
-        observe(
-            request,
-            chat.model,
-            drain.guard(metered(request, generation, backend.generate(generation))),
-        )
-    )
+    events = open_events(request, chat.model, backend, generation)
     # the status line waits for Start, so a refused request is a real HTTP error
     start = await _start(events)
     envelope = Envelope.of(start, generation.n, generation.logprobs, generation.legacy_functions)
@@ -73,17 +66,6 @@ async def create_chat_completion(request: Request) -> Response:
 def overhead(generation: GenerationRequest) -> dict[str, str]:
     """chatd's own time so far: all of it for the local engine, less the upstream's wait."""
     return {"x-chatd-overhead-ms": f"{generation.timing.overhead_s() * 1000:.3f}"}
-
-
-async def _start(events: AsyncIterator[Event]) -> Start:
-    try:
-        first = await anext(events)
-    except StopAsyncIteration:
-        raise GenerationFailed(INCOMPLETE) from None
-    if not isinstance(first, Start):
-        await _close(events)
-        raise GenerationFailed(f"The backend began with {type(first).__name__}, not Start.")
-    return first
 
 
 async def collect_unless_disconnected(
@@ -147,12 +129,6 @@ async def stream_events(
         yield sse_error(server_error())
     finally:
         await _close(events)
-
-
-async def _close(events: AsyncIterator[Event]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 async def save(request: Request, chat: ChatRequest, completion: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from chatd.keys import Key
 from chatd.ratelimits import Limiter, Verdict, Window
 from chatd.telemetry import REGISTRY
 
-LIMITED_PATHS = frozenset({"/v1/chat/completions", "/v4/beta/chat/completions"})
+LIMITED_PATHS = frozenset({"/v1/chat/completions", "/v4/beta/chat/completions", "/v1/responses"})
 HEADER_NAMES = frozenset(
     f"x-ratelimit-{what}-{kind}".encode()
     for what in ("limit", "remaining", "reset")
