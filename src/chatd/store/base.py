@@ -100,9 +100,18 @@ class CompletionStore(Protocol):
         ...
 
     async def update_response(
-        self, owner: str, response: JSONDict, *, statuses: Collection[str] = ...
+        self,
+        owner: str,
+        response: JSONDict,
+        *,
+        statuses: Collection[str] = ...,
+        events: list[JSONDict] | None = None,
     ) -> bool:
         """Replace a stored response still in one of `statuses`; False if it was not."""
+        ...
+
+    async def response_events(self, owner: str, response_id: str) -> list[JSONDict] | None:
+        """The stream events a background response saved; None if none; raises NotFound."""
         ...
 
     async def get_response(self, owner: str, response_id: str) -> JSONDict:

@@ -66,8 +66,13 @@ class ResponseRows:
         response: JSONDict,
         *,
         statuses: Collection[str] = ("queued", "in_progress"),
+        events: list[JSONDict] | None = None,
     ) -> bool:
-        """Replace a stored response still in one of `statuses`; False if it was not."""
+        """Replace a stored response still in one of `statuses` (and its stream's `events`,
+        if given); False if it was not in one."""
+        values: dict[str, Any] = {"status": response["status"], "response": response}
+        if events is not None:
+            values["events"] = events
         async with self._write() as conn:
             result = await conn.execute(
                 update(responses)
@@ -77,7 +82,7 @@ class ResponseRows:
                     r.deleted == false(),
                     r.status.in_(list(statuses)),
                 )
-                .values(status=response["status"], response=response)
+                .values(**values)
                 .returning(r.seq)
             )
             return result.first() is not None
@@ -89,12 +94,23 @@ class ResponseRows:
             raise NotFound(response_id)
         return row.response
 
+    async def response_events(
+        self: _Connections, owner: str, response_id: str
+    ) -> list[JSONDict] | None:
+        """The stream events a background response saved; None if it saved none."""
+        async with self._read() as conn:
+            query = select(r.events).where(*_owned())
+            row = (await conn.execute(query, {"rid": response_id, "owner": owner})).first()
+        if row is None:
+            raise NotFound(response_id)
+        return row.events
+
     async def delete_response(self: _Connections, owner: str, response_id: str) -> None:
         async with self._write() as conn:
             result = await conn.execute(
                 update(responses)
                 .where(r.id == response_id, r.owner == owner, r.deleted == false())
-                .values(deleted=True, response=null())
+                .values(deleted=True, response=null(), events=null())
                 .returning(r.seq)
             )
             seq = result.scalar_one_or_none()

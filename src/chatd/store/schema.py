@@ -77,6 +77,7 @@ responses = Table(
     Column("created", BigInteger, nullable=False),
     Column("status", String(32), nullable=False),
     Column("response", JSON),
+    Column("events", JSON),  # a background response's stream events, for replay
     Column("deleted", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("id", name="uq_responses_id"),
     Index("ix_responses_owner", "owner", "id"),

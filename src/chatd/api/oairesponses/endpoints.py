@@ -266,17 +266,17 @@ async def run_background(
         if not writer.complete:
             raise GenerationFailed(INCOMPLETE)
         closing = writer.closing()
-        await store.update_response(owner, response)
+        await store.update_response(owner, response, events=[*run.events, *closing])
         run.publish(closing)
     except asyncio.CancelledError:
         if run.cancelled:
             response["status"] = "cancelled"
         else:
             run.publish(writer.failing(APIError(SHUT_DOWN, status=503, type="server_error")))
-        await store.update_response(owner, response)
+        await store.update_response(owner, response, events=run.events)
     except Exception as exc:
         run.publish(writer.failing(failure(exc)))
-        await store.update_response(owner, response)
+        await store.update_response(owner, response, events=run.events)
     finally:
         if events is not None:
             await close_events(events)
@@ -336,7 +336,10 @@ async def retrieve_response(request: Request) -> Response:
     if run is not None:
         body = (frame(event) async for event in run.follow(after))
     else:
-        events = [e for e in replay(stored) if after is None or e["sequence_number"] > after]
+        saved = await store_of(request).response_events(owner_of(request), rid)
+        events = [
+            e for e in saved or replay(stored) if after is None or e["sequence_number"] > after
+        ]
         body = _iterate(frames(events))
     return StreamingResponse(body, media_type="text/event-stream", headers=STREAM_HEADERS)
 

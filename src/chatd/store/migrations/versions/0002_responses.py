@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("created", sa.BigInteger, nullable=False),
         sa.Column("status", sa.String(32), nullable=False),
         sa.Column("response", sa.JSON),
+        sa.Column("events", sa.JSON),
         sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.UniqueConstraint("id", name="uq_responses_id"),
     )
