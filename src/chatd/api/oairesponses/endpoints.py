@@ -133,6 +133,12 @@ async def open_generation(
         raise renamed(from_backend_error(exc)) from None
 
 
+def began(response: dict[str, Any], start: Start) -> None:
+    """What the backend's Start says of the answer: the model and the tier that served it."""
+    response["model"] = start.model
+    response["service_tier"] = start.service_tier or "default"
+
+
 async def create_response(request: Request) -> Response:
     started = time.perf_counter()
     req = parse_responses_request(await request.body())
@@ -151,7 +157,7 @@ async def create_response(request: Request) -> Response:
     if req.background:
         return await start_background(request, req, backend, generation, response, items)
     events, start = await open_generation(request, req, backend, generation)
-    response["model"] = start.model
+    began(response, start)
     writer = ResponseWriter(response, req.logprobs)
     headers = {**start.headers, **overhead(generation)}
     if req.stream:
@@ -259,7 +265,7 @@ async def run_background(
     try:
         await store.update_response(owner, copy.deepcopy(response))
         events, start = await open_generation(request, req, backend, generation)
-        response["model"] = start.model
+        began(response, start)
         async for event in events:
             check_event(event, 1)
             run.publish(writer.add(event))

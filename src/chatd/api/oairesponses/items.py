@@ -12,7 +12,14 @@ import secrets
 from typing import Any
 
 from chatd.api.errors import APIError
-from chatd.api.validation import Obj, invalid_type, invalid_value, missing, unsupported_value
+from chatd.api.validation import (
+    Obj,
+    invalid_type,
+    invalid_value,
+    missing,
+    unsupported_parameter,
+    unsupported_value,
+)
 
 ITEM_TYPES = ("message", "function_call", "function_call_output")
 ROLES = ("user", "assistant", "system", "developer")
@@ -21,7 +28,8 @@ ASSISTANT_PARTS = ("output_text", "refusal")
 IMAGE_DETAILS = ("auto", "low", "high", "original")
 STATUSES = ("in_progress", "completed", "incomplete")
 MAX_ITEMS = 2048
-PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+# members of call items the SDKs send back as null (refused when set)
+OPTIONAL = ("namespace", "caller", "created_by")
 
 
 def new_id(prefix: str) -> str:
@@ -39,6 +47,13 @@ def parse_input(body: Obj) -> list[dict[str, Any]]:
         raise invalid_type("input", "one of a string or array of input items", value)
     items = body.objects("input", expected="an array of objects", max_items=MAX_ITEMS) or []
     return [_item(item) for item in items]
+
+
+def _refuse(item: Obj, keys: tuple[str, ...]) -> None:
+    """Members of the spec that chatd cannot honour: refused by name when set."""
+    for key in keys:
+        if item.has(key):
+            raise unsupported_parameter(item.path(key))
 
 
 def _message(role: str, content: list[dict[str, Any]], item_id: str | None = None) -> dict:
@@ -66,8 +81,9 @@ def _item(item: Obj) -> dict[str, Any]:
     item.enum("status", STATUSES)
     if kind == "message":
         return _message_item(item, item_id)
+    _refuse(item, ("namespace", "caller"))
     if kind == "function_call":
-        item.only(("type", "id", "call_id", "name", "arguments", "status"))
+        item.only(("type", "id", "call_id", "name", "arguments", "status", *OPTIONAL))
         return {
             "id": item_id or new_id("fc"),
             "type": "function_call",
@@ -76,7 +92,7 @@ def _item(item: Obj) -> dict[str, Any]:
             "arguments": item.text("arguments"),
             "status": "completed",
         }
-    item.only(("type", "id", "call_id", "output", "status"))
+    item.only(("type", "id", "call_id", "output", "status", "name", *OPTIONAL))
     output = item.value("output", required=True)
     if isinstance(output, list):
         parts = item.objects("output") or []

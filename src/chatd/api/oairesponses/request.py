@@ -116,6 +116,8 @@ class ResponsesRequest:
         """The Chat Completions body that asks the same of a backend."""
         raw = self.raw
         body: dict[str, Any] = {"model": self.model, "messages": messages}
+        if self.stream or self.background:  # an upstream then streams to chatd too
+            body["stream"] = True
         for key in SAME_FIELDS:
             if raw.get(key) is not None:
                 body[key] = raw[key]
@@ -265,8 +267,8 @@ def parse_responses_request(body: bytes) -> ResponsesRequest:
     obj.decimal("top_p", minimum=0, maximum=1)
     obj.integer("top_logprobs", minimum=0, maximum=20)
     include = _include(obj)
-    _tools(obj)
-    _tool_choice(obj)
+    names = _tools(obj)
+    _tool_choice(obj, names)
     obj.boolean("parallel_tool_calls")
     _text(obj)
     truncation = obj.enum("truncation", TRUNCATIONS) or "disabled"
@@ -304,7 +306,8 @@ def _include(obj: Obj) -> list[str]:
     return list(values)
 
 
-def _tools(obj: Obj) -> None:
+def _tools(obj: Obj) -> set[str]:
+    """The function tools; their names."""
     tools = obj.objects("tools", expected="an array of objects", max_items=MAX_TOOLS) or []
     names: set[str] = set()
     for tool in tools:
@@ -319,9 +322,16 @@ def _tools(obj: Obj) -> None:
         if name in names:
             raise APIError(f"Invalid 'tools': duplicate function name '{name}'.", param="tools")
         names.add(name)
+    return names
 
 
-def _tool_choice(obj: Obj) -> None:
+def _not_declared(name: str, param: str) -> APIError:
+    return APIError(
+        f"Tool choice '{name}' not found in 'tools' parameter.", param=param, code="invalid_value"
+    )
+
+
+def _tool_choice(obj: Obj, names: set[str]) -> None:
     value = obj.value("tool_choice")
     if value is None or isinstance(value, str):
         obj.enum("tool_choice", CHOICE_MODES)
@@ -329,14 +339,18 @@ def _tool_choice(obj: Obj) -> None:
     choice = Obj.of(value, "tool_choice")
     kind = choice.text("type")
     if kind == "function":
-        choice.text("name")
+        name = choice.text("name")
         choice.only(("type", "name"))
+        if name not in names:
+            raise _not_declared(name, "tool_choice")
     elif kind == "allowed_tools":
         choice.pick("mode", ("auto", "required"))
         for ref in choice.objects("tools", required=True, min_items=1) or []:
             ref.pick("type", ("function",))
-            ref.text("name")
+            name = ref.text("name")
             ref.only(("type", "name"))
+            if name not in names:
+                raise _not_declared(name, ref.at)
         choice.only(("type", "mode", "tools"))
     else:
         raise unsupported_value("tool_choice.type", kind, ("function", "allowed_tools"))
