@@ -91,7 +91,8 @@ def test_pages_and_cursor_errors(api: str) -> None:
     assert len(ids) == 5 and len(set(ids)) == 5
     page = client.responses.input_items.list(made.id, limit=2, after=ids[-1])  # desc
     assert [item.id for item in page.data] == [ids[3], ids[2]] and page.has_more
-    for query, param in (("after=nope", "after"), ("order=up", "order"), ("limit=0", "limit")):
+    cases = (("after=nope", "after"), ("after=%00", "after"), ("order=up", "order"))
+    for query, param in (*cases, ("limit=0", "limit")):
         response = client.get(f"/responses/{made.id}/input_items?{query}", cast_to=httpx.Response)
         assert response.status_code == 400
         body = response.json()
@@ -115,3 +116,19 @@ def test_delete_and_background(api: str) -> None:
         client.responses.retrieve(made.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.delete(made.id)
+
+
+def test_ids_postgresql_cannot_hold(api: str) -> None:
+    """A NUL in an id gets a 400 (or a 404 for a path), on every store."""
+    client = sdk(api)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(
+            model="echo", input=[{"id": "m\x00", "role": "user", "content": "x"}]
+        )
+    assert caught.value.response.json()["error"]["param"] == "input[0].id"
+    for call in (
+        lambda: client.responses.retrieve("resp_\x00"),
+        lambda: client.responses.create(model="echo", input="x", previous_response_id="r\x00"),
+    ):
+        with pytest.raises(openai.NotFoundError):
+            call()

@@ -150,7 +150,9 @@ class ResponseRows:
                 raise NotFound(response_id)
             cursor = None
             if after is not None:
-                found = select(ri.position).where(ri.response_seq == seq, ri.item_id == after)
+                found = (
+                    select(ri.position).where(ri.response_seq == seq, ri.item_id == after).limit(1)
+                )
                 position = (await conn.execute(found)).scalar_one_or_none()
                 if position is None:
                     raise InvalidCursor(after)

@@ -26,7 +26,7 @@ from chatd.api.generation import (
     open_events,
     unless_disconnected,
 )
-from chatd.api.oairesponses.items import output_items, to_messages
+from chatd.api.oairesponses.items import output_items, to_messages, unique_ids
 from chatd.api.oairesponses.output import (
     ResponseWriter,
     replay,
@@ -85,7 +85,7 @@ def frames(events: Iterable[dict[str, Any]]) -> bytes:
 async def context_items(request: Request, req: ResponsesRequest) -> list[dict[str, Any]]:
     """What the model reads: the previous response's items and output, then this input."""
     if req.previous_response_id is None:
-        return req.input
+        return unique_ids(req.input)
     previous = req.previous_response_id
     try:
         if not storable(previous):
@@ -102,7 +102,7 @@ async def context_items(request: Request, req: ResponsesRequest) -> list[dict[st
             f"Previous response with id '{previous}' is still in progress.",
             param="previous_response_id",
         )
-    return [*context["items"], *output_items(context["response"]["output"]), *req.input]
+    return unique_ids([*context["items"], *output_items(context["response"]["output"]), *req.input])
 
 
 def drop_oldest(messages: list[dict[str, Any]]) -> bool:

@@ -28,6 +28,7 @@ ASSISTANT_PARTS = ("output_text", "refusal")
 IMAGE_DETAILS = ("auto", "low", "high", "original")
 STATUSES = ("in_progress", "completed", "incomplete")
 MAX_ITEMS = 2048
+MAX_ID = 128  # the store's item id column
 # members of call items the SDKs send back as null (refused when set)
 OPTIONAL = ("namespace", "caller", "created_by")
 
@@ -77,7 +78,13 @@ def _item(item: Obj) -> dict[str, Any]:
         raise invalid_type(item.path("type"), "a string", kind)
     if kind not in ITEM_TYPES:
         raise unsupported_value(item.path("type"), kind, ITEM_TYPES)
-    item_id = item.string("id")
+    item_id = item.string("id", max_length=MAX_ID)
+    if item_id is not None and "\x00" in item_id:  # PostgreSQL's text cannot hold it
+        raise APIError(
+            "Invalid 'id': strings cannot contain the null character (\\u0000).",
+            param=item.path("id"),
+            code="invalid_value",
+        )
     item.enum("status", STATUSES)
     if kind == "message":
         return _message_item(item, item_id)
@@ -231,3 +238,15 @@ def _chat_part(part: dict[str, Any]) -> dict[str, Any]:
     if part.get("filename"):
         file["filename"] = part["filename"]
     return {"type": "file", "file": file}
+
+
+def unique_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items with an id each of its own: a repeated id (sent twice) gets a new one."""
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        if item["id"] in seen:
+            item = {**item, "id": new_id(item["id"].partition("_")[0] or "item")}
+        seen.add(item["id"])
+        out.append(item)
+    return out
