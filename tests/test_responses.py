@@ -37,7 +37,7 @@ LONG_JSON = {
     "name": "numbers",
     "schema": {
         "type": "object",
-        "properties": {"n": {"type": "array", "items": {"type": "integer"}, "minItems": 2000}},
+        "properties": {"n": {"type": "array", "items": {"type": "integer"}, "minItems": 300}},
         "required": ["n"],
         "additionalProperties": False,
     },

@@ -93,7 +93,10 @@ def test_pages_and_cursor_errors(api: str) -> None:
     assert [item.id for item in page.data] == [ids[3], ids[2]] and page.has_more
     cases = (("after=nope", "after"), ("after=%00", "after"), ("order=up", "order"))
     for query, param in (*cases, ("limit=0", "limit")):
-        response = client.get(f"/responses/{made.id}/input_items?{query}", cast_to=httpx.Response)
+        response = httpx.get(
+            f"{api}/v1/responses/{made.id}/input_items?{query}",
+            headers={"authorization": f"Bearer {KEYS[0]}"},
+        )
         assert response.status_code == 400
         body = response.json()
         validate_responses("ErrorResponse", body)
