@@ -31,6 +31,17 @@ WEATHER = {
     },
     "strict": True,
 }
+SHORT_JSON = {
+    "type": "json_schema",
+    "name": "answer",
+    "schema": {
+        "type": "object",
+        "properties": {"a": {"type": "boolean"}},
+        "required": ["a"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
 # JSON that takes the model many tokens to write: a background response still running
 LONG_JSON = {
     "type": "json_schema",
@@ -165,11 +176,14 @@ def test_stream_events(server: Server, http: httpx.Client) -> None:
 
 
 def test_sdk_stream_helper(client: openai.OpenAI) -> None:
-    with client.responses.stream(model=MODEL, input="Hello!", max_output_tokens=16) as stream:
+    # a short JSON answer: the helper needs `response.completed`, not `incomplete`
+    with client.responses.stream(
+        model=MODEL, input="Yes or no?", text={"format": SHORT_JSON}, max_output_tokens=32
+    ) as stream:
         deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
         final = stream.get_final_response()
     assert "".join(deltas) == final.output_text
-    assert final.status in ("completed", "incomplete")
+    assert final.status == "completed" and isinstance(json.loads(final.output_text)["a"], bool)
 
 
 class Pet(BaseModel):
