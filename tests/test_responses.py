@@ -42,18 +42,6 @@ SHORT_JSON = {
     },
     "strict": True,
 }
-# JSON that takes the model many tokens to write: a background response still running
-LONG_JSON = {
-    "type": "json_schema",
-    "name": "numbers",
-    "schema": {
-        "type": "object",
-        "properties": {"n": {"type": "array", "items": {"type": "integer"}, "minItems": 300}},
-        "required": ["n"],
-        "additionalProperties": False,
-    },
-    "strict": True,
-}
 
 
 def raw_create(client: openai.OpenAI, **kwargs: Any) -> dict[str, Any]:
@@ -104,6 +92,7 @@ def error_of(exc: openai.APIStatusError) -> dict[str, Any]:
 
 def test_create_text(client: openai.OpenAI) -> None:
     body = raw_create(client, input="Say hello.", max_output_tokens=16, temperature=0)
+    assert body["output"][0]["content"][0]["logprobs"] == []  # not asked for
     assert body["id"].startswith("resp_") and body["object"] == "response"
     assert body["status"] in ("completed", "incomplete")
     assert body["model"] == MODEL and body["store"] is True
@@ -116,8 +105,6 @@ def test_create_text(client: openai.OpenAI) -> None:
     assert usage["output_tokens_details"]["reasoning_tokens"] == 0
     if body["status"] == "incomplete":
         assert body["incomplete_details"] == {"reason": "max_output_tokens"}
-    response = client.responses.create(model=MODEL, input="Hi", max_output_tokens=16)
-    assert response.output_text
 
 
 def test_instructions_and_message_items(client: openai.OpenAI) -> None:
@@ -148,7 +135,7 @@ def test_stream_events(server: Server, http: httpx.Client) -> None:
         http,
         "POST",
         "/v1/responses",
-        json={"model": MODEL, "input": "Count to five.", "max_output_tokens": 24, "stream": True},
+        json={"model": MODEL, "input": "Count to five.", "max_output_tokens": 16, "stream": True},
     )
     check_sequence(events)
     kinds = [e["type"] for e in events]
@@ -196,7 +183,7 @@ def test_parse_pydantic_model(client: openai.OpenAI) -> None:
         model=MODEL,
         input="Describe a pet as JSON.",
         text_format=Pet,
-        max_output_tokens=64,
+        max_output_tokens=40,
         temperature=0,
     )
     assert parsed.status == "completed"
@@ -210,7 +197,7 @@ def test_json_object(client: openai.OpenAI) -> None:
         client,
         input="Give a JSON object with a key a.",
         text={"format": {"type": "json_object"}},
-        max_output_tokens=48,
+        max_output_tokens=24,
         temperature=0,
     )
     if body["status"] == "completed":
@@ -286,8 +273,6 @@ def test_logprobs(client: openai.OpenAI) -> None:
     part = body["output"][0]["content"][0]
     assert part["logprobs"] and all(len(lp["top_logprobs"]) == 2 for lp in part["logprobs"])
     assert body["top_logprobs"] == 2
-    plain = raw_create(client, input="Hi", max_output_tokens=16)
-    assert plain["output"][0]["content"][0]["logprobs"] == []
 
 
 def test_retrieve_input_items_delete(client: openai.OpenAI) -> None:
@@ -427,6 +412,23 @@ def test_errors(
         assert error["error"]["code"] == code
 
 
+def test_truncation(http: httpx.Client) -> None:
+    """Over the context: 400 by default; `auto` drops the oldest turns until it fits."""
+    long = [{"role": "user", "content": "word " * 12000}, {"role": "user", "content": "Hi"}]
+    body = {"model": MODEL, "input": long, "max_output_tokens": 16}
+    refused = http.post("/v1/responses", json=body)
+    assert refused.status_code == 400
+    error = refused.json()
+    validate_responses("ErrorResponse", error)
+    assert error["error"]["code"] == "context_length_exceeded"
+    assert error["error"]["param"] == "input"
+    answered = http.post("/v1/responses", json={**body, "truncation": "auto"})
+    assert answered.status_code == 200, answered.text
+    response = answered.json()
+    validate_responses("Response", response)
+    assert response["usage"]["input_tokens"] < 100 and response["truncation"] == "auto"
+
+
 def test_not_json(http: httpx.Client) -> None:
     response = http.post("/v1/responses", content=b"{nope")
     assert response.status_code == 400
@@ -435,7 +437,10 @@ def test_not_json(http: httpx.Client) -> None:
 
 def test_background_then_cancel(client: openai.OpenAI) -> None:
     made = client.responses.create(
-        model=MODEL, input="Numbers.", background=True, text={"format": LONG_JSON}
+        model=MODEL,
+        input="Write a long story about the sea.",
+        background=True,
+        max_output_tokens=2000,
     )
     assert made.background is True and made.status in ("queued", "in_progress")
     cancelled = client.responses.cancel(made.id)
@@ -459,7 +464,7 @@ def test_background_completes(client: openai.OpenAI) -> None:
 
 
 def test_background_stream_resumes(http: httpx.Client, client: openai.OpenAI) -> None:
-    body = {"model": MODEL, "input": "Tell a story.", "max_output_tokens": 40}
+    body = {"model": MODEL, "input": "Tell a story.", "max_output_tokens": 16}
     body.update(background=True, stream=True)
     seen: list[dict[str, Any]] = []
     with http.stream("POST", "/v1/responses", json=body) as response:

@@ -14,23 +14,19 @@ from agents import (
     OpenAIChatCompletionsModel,
     OpenAIResponsesModel,
     Runner,
+    RunResult,
+    RunResultStreaming,
     function_tool,
     set_tracing_disabled,
 )
-from agents.items import ToolCallItem, ToolCallOutputItem
+from agents.items import MessageOutputItem, ToolCallItem, ToolCallOutputItem
 from agents.models.interface import Model
 from openai import AsyncOpenAI
+from pydantic import BaseModel
 
 from tests.conftest import MODEL, Server
 
 CITIES: list[str] = []
-
-
-@function_tool
-def get_weather(city: str) -> str:
-    """The current weather in a city."""
-    CITIES.append(city)
-    return f"Sunny in {city}"
 
 
 @pytest.fixture(autouse=True)
@@ -51,34 +47,44 @@ def models(server: Server) -> dict[str, Model]:
     }
 
 
-@pytest.mark.parametrize("api", ["responses", "chat_completions"])
-def test_agent_calls_its_tool(server: Server, api: str) -> None:
-    agent = Agent(
-        name="weather",
-        instructions="You answer questions about the weather with the get_weather tool.",
-        model=models(server)[api],
-        tools=[get_weather],
-        model_settings=ModelSettings(tool_choice="get_weather", max_tokens=48, temperature=0),
-        tool_use_behavior="stop_on_first_tool",
-    )
-    result = asyncio.run(Runner.run(agent, "What is the weather in Paris?", max_turns=2))
-    assert len(CITIES) == 1 and CITIES[0]
-    assert result.final_output == f"Sunny in {CITIES[0]}"
-    kinds = [type(item) for item in result.new_items]
-    assert kinds == [ToolCallItem, ToolCallOutputItem]
+class Answer(BaseModel):
+    sunny: bool
 
 
-@pytest.mark.parametrize("api", ["responses", "chat_completions"])
-def test_agent_answers_after_its_tool(server: Server, api: str) -> None:
-    """The tool's output goes back to the model, which then writes the final answer."""
+@function_tool(name_override="get_weather", is_enabled=lambda ctx, agent: not CITIES)
+def get_weather_once(city: str) -> str:
+    """The current weather in a city (offered until it has been called once)."""
+    CITIES.append(city)
+    return f"Sunny in {city}"
+
+
+async def run(agent: Agent[None], text: str, streamed: bool) -> RunResult | RunResultStreaming:
+    if not streamed:
+        return await Runner.run(agent, text, max_turns=4)
+    result = Runner.run_streamed(agent, text, max_turns=4)
+    kinds = {event.type async for event in result.stream_events()}
+    assert "raw_response_event" in kinds
+    return result
+
+
+@pytest.mark.parametrize(
+    ("api", "streamed"), [("responses", False), ("responses", True), ("chat_completions", False)]
+)
+def test_agent_answers_after_its_tool(server: Server, api: str, streamed: bool) -> None:
+    """The tool's output goes back to the model, which then writes the final answer
+    (structured, so the tiny model's answer is short enough to be complete; the tool is
+    offered once, so the tiny model cannot call it forever)."""
     agent = Agent(
         name="weather",
-        instructions="Call get_weather once, then answer in a few words.",
+        instructions="Call get_weather once, then answer.",
         model=models(server)[api],
-        tools=[get_weather],
+        tools=[get_weather_once],
+        output_type=Answer,
         model_settings=ModelSettings(tool_choice="required", max_tokens=32, temperature=0),
         reset_tool_choice=True,
     )
-    result = asyncio.run(Runner.run(agent, "Weather in Oslo?", max_turns=4))
-    assert CITIES and isinstance(result.final_output, str) and result.final_output
-    assert isinstance(result.new_items[0], ToolCallItem)
+    result = asyncio.run(run(agent, "Is it sunny in Oslo?", streamed))
+    assert len(CITIES) == 1 and isinstance(result.final_output, Answer)
+    kinds = [type(item) for item in result.new_items]
+    assert kinds[:2] == [ToolCallItem, ToolCallOutputItem] and kinds[-1] is MessageOutputItem
+    assert all(r.usage.input_tokens > 0 and r.usage.output_tokens > 0 for r in result.raw_responses)
