@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 
 Order = Literal["asc", "desc"]
 JSONDict = dict[str, Any]
+Items = list[JSONDict]  # named here: inside CompletionStore, `list` is its method
 
 
 class NotFound(LookupError):
@@ -95,7 +96,7 @@ class CompletionStore(Protocol):
         """The request's input messages, each with an id; raises NotFound."""
         ...
 
-    async def save_response(self, *, owner: str, response: JSONDict, items: list[JSONDict]) -> None:
+    async def save_response(self, *, owner: str, response: JSONDict, items: Items) -> None:
         """Persist a Responses API response and the items its model read."""
         ...
 
@@ -105,12 +106,12 @@ class CompletionStore(Protocol):
         response: JSONDict,
         *,
         statuses: Collection[str] = ...,
-        events: list[JSONDict] | None = None,
+        events: Items | None = None,
     ) -> bool:
         """Replace a stored response still in one of `statuses`; False if it was not."""
         ...
 
-    async def response_events(self, owner: str, response_id: str) -> list[JSONDict] | None:
+    async def response_events(self, owner: str, response_id: str) -> Items | None:
         """The stream events a background response saved; None if none; raises NotFound."""
         ...
 

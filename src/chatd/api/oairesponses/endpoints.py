@@ -340,6 +340,7 @@ async def retrieve_response(request: Request) -> Response:
     if not stream:
         return json_response(stored)
     run = runs_of(request).get(rid, owner_of(request))
+    body: AsyncIterator[bytes]
     if run is not None:
         body = (frame(event) async for event in run.follow(after))
     else:

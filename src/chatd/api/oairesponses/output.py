@@ -264,7 +264,7 @@ class ResponseWriter:
         out: list[dict[str, Any]] = []
         if event.id is not None:  # a new call: what came before it is done
             out += self._close_message() + self._close_calls()
-            item = {
+            new: dict[str, Any] = {
                 "id": new_id("fc"),
                 "type": "function_call",
                 "status": "in_progress",
@@ -272,10 +272,10 @@ class ResponseWriter:
                 "call_id": event.id,
                 "name": event.name or "",
             }
-            self.calls[event.call_index] = item
+            self.calls[event.call_index] = new
             self.arguments[event.call_index] = []
-            self.response["output"].append(item)
-            added = copy.deepcopy(item)
+            self.response["output"].append(new)
+            added = dict(new)
             out.append(
                 self.event("response.output_item.added", output_index=self._index, item=added)
             )
