@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -135,3 +136,25 @@ def test_ids_postgresql_cannot_hold(api: str) -> None:
     ):
         with pytest.raises(openai.NotFoundError):
             call()
+
+
+def test_key_limits_and_allow_list(tmp_path: Path) -> None:
+    """A key's rpm and model allow-list hold on /v1/responses as on chat completions."""
+    from tests.test_keys import entry, serve
+
+    keys = [entry("limited", "k-limited", rpm=2, models=["echo"])]
+    with serve(tmp_path, keys) as url:
+        client = sdk(url, "k-limited")
+        with pytest.raises(openai.NotFoundError) as caught:
+            client.responses.create(model="echo-alias", input="x")
+        assert caught.value.response.json()["error"]["code"] == "model_not_found"
+        client.responses.create(model="echo", input="x")
+        with pytest.raises(openai.RateLimitError) as limited:
+            client.responses.create(model="echo", input="x")
+        body = limited.value.response.json()
+        validate_responses("ErrorResponse", body)
+        assert body["error"]["code"] == "rate_limit_exceeded"
+        assert limited.value.response.headers["retry-after"]
+        with pytest.raises(openai.AuthenticationError) as denied:
+            sdk(url, "wrong").responses.create(model="echo", input="x")
+        validate_responses("ErrorResponse", denied.value.response.json())
