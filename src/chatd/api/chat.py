@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -17,13 +15,17 @@ from chatd.api.auth import may_use
 from chatd.api.capabilities import check_capabilities
 from chatd.api.completion import ChunkEncoder, CompletionBuilder, Envelope, check_event
 from chatd.api.errors import APIError, from_backend_error, server_error
-from chatd.api.generation import INCOMPLETE, open_events
-from chatd.api.generation import close_events as _close
-from chatd.api.generation import first_start as _start
+from chatd.api.generation import (
+    INCOMPLETE,
+    close_events,
+    collect_unless_disconnected,
+    open_generation,
+    overhead,
+)
 from chatd.api.responses import json_response
 from chatd.api.schemas import ChatRequest, parse_chat_request
 from chatd.api.sse import DONE, sse_error, sse_event
-from chatd.backend import BackendError, Event, GenerationFailed, GenerationRequest
+from chatd.backend import BackendError, Event, GenerationFailed
 from chatd.router import Router, UnknownModel
 
 log = logging.getLogger("chatd")
@@ -41,17 +43,20 @@ async def create_chat_completion(request: Request) -> Response:
     check_capabilities(chat.raw, backend.capabilities(chat.model), chat.model)
     generation = chat.to_generation(chat.model)
     generation.timing.started = started
-    # ends with a 503 error at the deadline of a graceful shutdown (chatd.api.drain)
-    events = open_events(request, chat.model, backend, generation)
     # the status line waits for Start, so a refused request is a real HTTP error
-    start = await _start(events)
+    start, events = await open_generation(request, chat.model, backend, generation)
     envelope = Envelope.of(start, generation.n, generation.logprobs, generation.legacy_functions)
     if chat.stream:
         body = stream_events(request, chat, envelope, events)
         headers = {**start.headers, **STREAM_HEADERS, **overhead(generation)}
         return StreamingResponse(body, media_type="text/event-stream", headers=headers)
     builder = CompletionBuilder(envelope)
-    if not await collect_unless_disconnected(request, events, builder):
+
+    def take(event: Event) -> None:
+        check_event(event, generation.n)
+        builder.add(event)
+
+    if not await collect_unless_disconnected(request, events, take):
         return Response(status_code=499)
     if not builder.complete:
         raise GenerationFailed(INCOMPLETE)
@@ -61,43 +66,6 @@ async def create_chat_completion(request: Request) -> Response:
     response = json_response(completion)
     response.headers.update({**start.headers, **overhead(generation)})
     return response
-
-
-def overhead(generation: GenerationRequest) -> dict[str, str]:
-    """chatd's own time so far: all of it for the local engine, less the upstream's wait."""
-    return {"x-chatd-overhead-ms": f"{generation.timing.overhead_s() * 1000:.3f}"}
-
-
-async def collect_unless_disconnected(
-    request: Request, events: AsyncIterator[Event], builder: CompletionBuilder
-) -> bool:
-    """Drain events into builder; False (and the generation cancelled) if the client left."""
-    n = builder.envelope.n
-
-    async def drain() -> None:
-        async for event in events:
-            check_event(event, n)
-            builder.add(event)
-
-    async def disconnected() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    work = asyncio.ensure_future(drain())
-    watch = asyncio.ensure_future(disconnected())
-    try:
-        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watch.cancel()
-        if not work.done():
-            work.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
-        await _close(events)
-    if work.cancelled():
-        return False
-    work.result()
-    return True
 
 
 async def stream_events(
@@ -128,7 +96,7 @@ async def stream_events(
         log.exception("stream of %s failed", envelope.id)
         yield sse_error(server_error())
     finally:
-        await _close(events)
+        await close_events(events)
 
 
 async def save(request: Request, chat: ChatRequest, completion: dict[str, Any]) -> None:

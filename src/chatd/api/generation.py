@@ -1,10 +1,11 @@
-"""What every front door does with a backend's events: open them, wait for Start, close."""
+"""One generation as every front door runs it: the backend's events, metered, guarded by the
+drain, observed for the access log; `Start` awaited before a status line is sent."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Callable
 
 from starlette.requests import Request
 
@@ -15,20 +16,24 @@ from chatd.backend import Backend, Event, GenerationFailed, GenerationRequest, S
 INCOMPLETE = "The model's answer ended before it was complete."
 
 
-def open_events(
+async def open_generation(
     request: Request, model: str, backend: Backend, generation: GenerationRequest
-) -> AsyncIterator[Event]:
-    """The backend's events, observed, cut at a shutdown's deadline and metered to the key."""
+) -> tuple[Start, AsyncIterator[Event]]:
+    """The backend's `Start` and the events after it; a refusal raises before any byte is sent."""
     drain = request.app.state.drain
-    return aiter(
+    # ends with a 503 error at the deadline of a graceful shutdown (chatd.api.drain)
+    events = aiter(
         observe(
-            request, model, drain.guard(metered(request, generation, backend.generate(generation)))
+            request,
+            model,
+            drain.guard(metered(request, generation, backend.generate(generation))),
         )
     )
+    return await start_of(events), events
 
 
-async def first_start(events: AsyncIterator[Event]) -> Start:
-    """The first event, which must be Start; what the backend refuses is raised before it."""
+async def start_of(events: AsyncIterator[Event]) -> Start:
+    """The first event, which must be `Start` (GenerationFailed otherwise)."""
     try:
         first = await anext(events)
     except StopAsyncIteration:
@@ -39,30 +44,42 @@ async def first_start(events: AsyncIterator[Event]) -> Start:
     return first
 
 
-async def close_events(events: AsyncIterator[Event]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
+def overhead(generation: GenerationRequest) -> dict[str, str]:
+    """chatd's own time so far: all of it for the local engine, less the upstream's wait."""
+    return {"x-chatd-overhead-ms": f"{generation.timing.overhead_s() * 1000:.3f}"}
 
 
-async def unless_disconnected(request: Request, work: Awaitable[None]) -> bool:
-    """Run `work`; False (and `work` cancelled) if the client left first."""
+async def collect_unless_disconnected(
+    request: Request, events: AsyncIterator[Event], take: Callable[[Event], None]
+) -> bool:
+    """Pass every event to `take`; False (and the generation cancelled) if the client left."""
+
+    async def drain() -> None:
+        async for event in events:
+            take(event)
 
     async def disconnected() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
-    task = asyncio.ensure_future(work)
+    work = asyncio.ensure_future(drain())
     watch = asyncio.ensure_future(disconnected())
     try:
-        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watch.cancel()
-        if not task.done():
-            task.cancel()
+        if not work.done():
+            work.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if task.cancelled():
+                await work
+        await close_events(events)
+    if work.cancelled():
         return False
-    task.result()
+    work.result()
     return True
+
+
+async def close_events(events: AsyncIterator[Event]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()

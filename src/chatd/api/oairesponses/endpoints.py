@@ -16,15 +16,15 @@ from starlette.routing import Route
 
 from chatd.api.auth import may_use
 from chatd.api.capabilities import check_capabilities
-from chatd.api.chat import STREAM_HEADERS, overhead
+from chatd.api.chat import STREAM_HEADERS
 from chatd.api.completion import check_event
 from chatd.api.errors import APIError, from_backend_error, server_error
 from chatd.api.generation import (
     INCOMPLETE,
     close_events,
-    first_start,
-    open_events,
-    unless_disconnected,
+    collect_unless_disconnected,
+    open_generation,
+    overhead,
 )
 from chatd.api.oairesponses.items import output_items, to_messages, unique_ids
 from chatd.api.oairesponses.output import (
@@ -117,15 +117,15 @@ def drop_oldest(messages: list[dict[str, Any]]) -> bool:
     return True
 
 
-async def open_generation(
+async def begin(
     request: Request, req: ResponsesRequest, backend: Backend, generation: GenerationRequest
 ) -> tuple[AsyncIterator[Event], Start]:
     """The backend's events past Start; a refusal raised in the Responses API's terms."""
     try:
         while True:
-            events = open_events(request, req.model, backend, generation)
             try:
-                return events, await first_start(events)
+                start, events = await open_generation(request, req.model, backend, generation)
+                return events, start
             except ContextLengthExceeded:
                 if req.truncation != "auto" or not drop_oldest(generation.messages):
                     raise
@@ -156,7 +156,7 @@ async def create_response(request: Request) -> Response:
     response = skeleton(req, response_id(), req.model)
     if req.background:
         return await start_background(request, req, backend, generation, response, items)
-    events, start = await open_generation(request, req, backend, generation)
+    events, start = await begin(request, req, backend, generation)
     began(response, start)
     writer = ResponseWriter(response, req.logprobs)
     headers = {**start.headers, **overhead(generation)}
@@ -166,16 +166,12 @@ async def create_response(request: Request) -> Response:
             body, media_type="text/event-stream", headers={**headers, **STREAM_HEADERS}
         )
 
-    async def drain() -> None:
-        async for event in events:
-            check_event(event, 1)
-            writer.add(event)
+    def take(event: Event) -> None:
+        check_event(event, 1)
+        writer.add(event)
 
-    try:
-        if not await unless_disconnected(request, drain()):
-            return Response(status_code=499)
-    finally:
-        await close_events(events)
+    if not await collect_unless_disconnected(request, events, take):
+        return Response(status_code=499)
     if not writer.complete:
         raise GenerationFailed(INCOMPLETE)
     writer.closing()
@@ -265,7 +261,7 @@ async def run_background(
     try:
         if not await store.update_response(owner, copy.deepcopy(response)):
             return  # cancelled (or deleted) before it began
-        events, start = await open_generation(request, req, backend, generation)
+        events, start = await begin(request, req, backend, generation)
         began(response, start)
         async for event in events:
             check_event(event, 1)
