@@ -27,6 +27,8 @@ from chatd.api.errors import (
 )
 from chatd.api.limits import MIB, BodyLimitMiddleware
 from chatd.api.messages_errors import MessagesErrorMiddleware
+from chatd.api.oairesponses import endpoints as oairesponses
+from chatd.api.oairesponses.runs import Runs
 from chatd.api.ratelimit import LimitsMiddleware
 from chatd.api.responses import json_response
 from chatd.backend import Backend, BackendError
@@ -91,6 +93,7 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
         try:
             yield
         finally:
+            await app.state.response_runs.close()
             await limiter.close()
             await app.state.store.close()
             await app.state.router.close()
@@ -101,6 +104,8 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
             Route("/health", health, methods=["GET"]),
             *chat.routes,
             *stored.routes,
+            # the OpenAI Responses API
+            *oairesponses.routes,
             *models.routes,
             *metrics.routes,
             *openapi.routes,
@@ -132,4 +137,5 @@ def create_app(settings: Settings, backends: BackendFactory) -> Starlette:
     app.state.settings = settings
     app.state.drain = drain
     app.state.limiter = limiter
+    app.state.response_runs = Runs()
     return app

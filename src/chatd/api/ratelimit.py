@@ -29,6 +29,7 @@ LIMITED_PATHS = frozenset(
         "/v1/chat/completions",
         "/v4/beta/chat/completions",
         "/v1/messages",  # the Anthropic Messages API
+        "/v1/responses",
     }
 )
 HEADER_NAMES = frozenset(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Order = Literal["asc", "desc"]
 JSONDict = dict[str, Any]
+Items = list[JSONDict]  # named here: inside CompletionStore, `list` is its method
 
 
 class NotFound(LookupError):
@@ -92,4 +94,47 @@ class CompletionStore(Protocol):
         order: Order = "asc",
     ) -> Page:
         """The request's input messages, each with an id; raises NotFound."""
+        ...
+
+    async def save_response(self, *, owner: str, response: JSONDict, items: Items) -> None:
+        """Persist a Responses API response and the items its model read."""
+        ...
+
+    async def update_response(
+        self,
+        owner: str,
+        response: JSONDict,
+        *,
+        statuses: Collection[str] = ...,
+        events: Items | None = None,
+    ) -> bool:
+        """Replace a stored response still in one of `statuses`; False if it was not."""
+        ...
+
+    async def response_events(self, owner: str, response_id: str) -> Items | None:
+        """The stream events a background response saved; None if none; raises NotFound."""
+        ...
+
+    async def get_response(self, owner: str, response_id: str) -> JSONDict:
+        """The stored Response object; raises NotFound."""
+        ...
+
+    async def delete_response(self, owner: str, response_id: str) -> None:
+        """Delete a response and its items; raises NotFound."""
+        ...
+
+    async def response_context(self, owner: str, response_id: str) -> JSONDict:
+        """`{"response": ..., "items": [...]}`: a response and the items it read."""
+        ...
+
+    async def response_items(
+        self,
+        owner: str,
+        response_id: str,
+        *,
+        after: str | None = None,
+        limit: int = 20,
+        order: Order = "desc",
+    ) -> Page:
+        """A page of the items a response read; raises NotFound, InvalidCursor."""
         ...

@@ -67,3 +67,33 @@ metadata_pairs = Table(
     Column("created", BigInteger, nullable=False),
     Index("ix_completion_metadata_lookup", "owner", "key", "value", "created", "completion_seq"),
 )
+
+responses = Table(
+    "responses",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(128), nullable=False),
+    Column("owner", String(255), nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("response", JSON),
+    Column("events", JSON),  # a background response's stream events, for replay
+    Column("deleted", Boolean, nullable=False, server_default=false()),
+    UniqueConstraint("id", name="uq_responses_id"),
+    Index("ix_responses_owner", "owner", "id"),
+)
+
+response_items = Table(
+    "response_items",
+    metadata,
+    Column(
+        "response_seq",
+        SeqType,
+        ForeignKey("responses.seq", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("position", Integer, primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("item", JSON, nullable=False),
+    Index("ix_response_items_item", "response_seq", "item_id"),
+)

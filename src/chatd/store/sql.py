@@ -30,14 +30,15 @@ from chatd.store.queries import (
     list_statement,
     messages_statement,
 )
+from chatd.store.responses import ResponseRows
 from chatd.store.schema import completions, messages, metadata_pairs
 
 c = completions.c
 m = messages.c
 
 
-class SQLStore:
-    """Stored completions in the tables of `chatd.store.schema`."""
+class SQLStore(ResponseRows):
+    """Stored completions and responses in the tables of `chatd.store.schema`."""
 
     def __init__(self, url: str | URL) -> None:
         self.url = make_url(url)
