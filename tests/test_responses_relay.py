@@ -215,3 +215,19 @@ def test_the_upstream_judges_features_chatd_checks_the_shape(gateway: Server) ->
     assert "`wrongkey`" in error["error"]["message"]
     assert error["error"]["code"] == "upstream_auth_failed"
     assert WRONG_KEY not in hosted.text and UP_KEY not in hosted.text
+
+
+def test_background_and_cancel_are_relayed(gw: openai.OpenAI, up: openai.OpenAI) -> None:
+    queued = gw.responses.create(
+        model="up/smollm2", input="Tell a long story.", background=True, max_output_tokens=256
+    )
+    assert queued.status in ("queued", "in_progress")
+    assert up.responses.retrieve(queued.id).background is True
+    try:
+        cancelled = gw.responses.cancel(queued.id)
+        assert cancelled.status == "cancelled"
+    except openai.BadRequestError as exc:  # it finished first: the upstream's own refusal
+        error = exc.response.json()
+        validate("ErrorResponse", error)
+        assert "Cannot cancel" in error["error"]["message"]
+    assert gw.responses.retrieve(queued.id).status == up.responses.retrieve(queued.id).status

@@ -120,8 +120,8 @@ async def relay_create(request: Request, raw: dict[str, Any], target: Target) ->
     report = request.scope.get("state", {}).get("report")
     if report is not None:
         report.model = raw["model"]
-    relayed = await _open(relay, "POST", body=body)
-    return await answer(request, relayed, started, record=record, metered=True)
+    relayed, waited = await _open(relay, "POST", body=body)
+    return await answer(request, relayed, started + waited, record=record, metered=True)
 
 
 async def relay_stored(request: Request, upstream: str, rid: str, suffix: str = "") -> Response:
@@ -134,10 +134,10 @@ async def relay_stored(request: Request, upstream: str, rid: str, suffix: str = 
             status=404,
         )
     path = "/" + quote(rid, safe="") + suffix
-    relayed = await _open(relay, request.method, path=path, query=request.url.query)
+    relayed, waited = await _open(relay, request.method, path=path, query=request.url.query)
     if request.method == "DELETE":
         await store_of(request).forget_relayed(owner_of(request), rid)
-    return await answer(request, relayed, started)
+    return await answer(request, relayed, started + waited)
 
 
 async def _open(
@@ -147,11 +147,14 @@ async def _open(
     path: str = "",
     query: str = "",
     body: bytes | None = None,
-) -> Relayed:
+) -> tuple[Relayed, float]:
+    """The upstream's answer, and the seconds spent waiting for its head."""
+    waited = time.perf_counter()
     try:
-        return await relay.relay_responses(method, path, query=query, body=body)
+        relayed = await relay.relay_responses(method, path, query=query, body=body)
     except BackendError as exc:
         raise from_backend_error(exc) from None
+    return relayed, time.perf_counter() - waited
 
 
 async def answer(
@@ -163,7 +166,8 @@ async def answer(
     metered: bool = False,
 ) -> Response:
     """The upstream's answer for the client: an SSE stream passed on as its bytes arrive, a
-    JSON body once read; the response's id recorded with its owner (`record`: the upstream)."""
+    JSON body once read; the response's id recorded with its owner (`record`: the upstream).
+    `started`: when the request began, moved on by the time spent waiting upstream."""
     took = f"{(time.perf_counter() - started) * 1000:.3f}"
     headers = {**relayed.headers, "x-chatd-overhead-ms": took}
     notes = Notes(request, record, metered)
