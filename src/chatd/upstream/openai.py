@@ -6,6 +6,8 @@ aiohttp session per upstream (bench/upstream_clients.py: the least added latency
 httpx, httpcore and aiohttp). The answer comes back as events, chunk by chunk as it
 arrives, so stored completions, usage accounting and the stream rules hold for every
 model. The upstream judges what it can do: `capabilities()` allows everything.
+`relay_responses` passes the Responses API through to the vendor's own `/responses`
+as bytes (chatd.api.oairesponses.relay), with the same session and error mapping.
 """
 
 from __future__ import annotations

@@ -134,8 +134,14 @@ async def relay_stored(request: Request, upstream: str, rid: str, suffix: str = 
             status=404,
         )
     path = "/" + quote(rid, safe="") + suffix
-    relayed, waited = await _open(relay, request.method, path=path, query=request.url.query)
-    if request.method == "DELETE":
+    deleting = request.method == "DELETE"
+    try:
+        relayed, waited = await _open(relay, request.method, path=path, query=request.url.query)
+    except APIError as exc:
+        if deleting and exc.status == 404:  # gone upstream already: nothing left to reach
+            await store_of(request).forget_relayed(owner_of(request), rid)
+        raise
+    if deleting:
         await store_of(request).forget_relayed(owner_of(request), rid)
     return await answer(request, relayed, started + waited)
 
