@@ -8,6 +8,7 @@ reaches it only for the key that created it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,10 +16,10 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import Server
-from tests.schema import validate, validate_responses
+from tests.conftest import Server, free_port
+from tests.schema import validate, validate_event, validate_responses
 from tests.test_responses import sse_events
-from tests.upstreams import UP_KEY, chatd_upstream
+from tests.upstreams import UP_KEY, ScriptedUpstream, chatd_upstream, hanging_socket
 
 GW_KEY, OTHER_KEY = "sk-gateway-a", "sk-gateway-b"
 WRONG_KEY = "sk-wrong-secret-value"
@@ -33,11 +34,47 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: Server) -> Iterator[Server]:
+def scripted() -> Iterator[ScriptedUpstream]:
+    with ScriptedUpstream() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def hang_port() -> Iterator[int]:
+    with hanging_socket() as port:
+        yield port
+
+
+def faulty(name: str, base_url: str, timeout_s: int = 30) -> str:
+    return f"""
+[[upstreams]]
+name = "{name}"
+kind = "openai"
+base_url = "{base_url}"
+models = ["m"]
+max_retries = 0
+timeout_s = {timeout_s}
+"""
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream: Server,
+    scripted: ScriptedUpstream,
+    hang_port: int,
+) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("relay-gateway")
     config = data / "chatd.toml"
+    faults = (
+        faulty("down", f"http://127.0.0.1:{free_port()}/v1")
+        + faulty("hang", f"http://127.0.0.1:{hang_port}/v1", timeout_s=1)
+        + faulty("busy", scripted.url("busy"))
+        + faulty("partial", scripted.url("partial"))
+    )
     config.write_text(
-        f"""
+        faults
+        + f"""
 [[upstreams]]
 name = "up"
 kind = "openai"
@@ -231,3 +268,50 @@ def test_background_and_cancel_are_relayed(gw: openai.OpenAI, up: openai.OpenAI)
         validate("ErrorResponse", error)
         assert "Cannot cancel" in error["error"]["message"]
     assert gw.responses.retrieve(queued.id).status == up.responses.retrieve(queued.id).status
+
+
+def post(gateway: Server, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(
+        gateway.url + "/v1/responses",
+        json={"input": "Hi.", **body},
+        headers={"authorization": f"Bearer {GW_KEY}"},
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "status", "words"),
+    [
+        ("down/m", 502, "could not be reached"),
+        ("hang/m", 504, "did not answer within 1 s"),
+        ("busy/m", 429, "Slow down."),
+    ],
+)
+def test_upstream_failures_map_as_for_chat(
+    gateway: Server, model: str, status: int, words: str
+) -> None:
+    response = post(gateway, {"model": model})
+    assert response.status_code == status
+    error = response.json()
+    validate("ErrorResponse", error)
+    assert words in error["error"]["message"]
+    if status == 429:
+        assert response.headers["retry-after"] == "1"
+    else:
+        assert f"`{model.split('/')[0]}`" in error["error"]["message"]
+
+
+def test_a_stream_cut_short_ends_with_an_error_event(gateway: Server) -> None:
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/responses",
+        json={"model": "partial/m", "input": "Hi.", "stream": True},
+        headers={"authorization": f"Bearer {GW_KEY}"},
+        timeout=60,
+    ) as response:
+        assert response.status_code == 200
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert '"Hello"' in lines[-2]  # the upstream's bytes, as they came
+    last = json.loads(lines[-1][len("data: ") :])
+    validate_event(last)
+    assert last["type"] == "error" and "ended before" in last["message"]

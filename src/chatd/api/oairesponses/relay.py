@@ -36,6 +36,8 @@ Target = tuple[str, str, SupportsResponsesRelay]  # upstream, its model id, adap
 CREATED = b'"response.created"'
 ENDED = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
 SEQUENCE = re.compile(rb'"sequence_number":\s*(\d+)')
+ERROR = re.compile(rb'"type":\s*"error"')
+CUT = "The upstream's stream ended before the response was complete."
 MAX_EVENT = 16 * 2**20  # an event longer than this is passed on without being read
 
 
@@ -238,51 +240,70 @@ class Notes:
 async def passthrough(chunks: AsyncIterator[bytes], notes: Notes) -> AsyncIterator[bytes]:
     """The upstream's bytes as they come; each complete event is read after it is sent.
 
-    A failure after the first byte cannot become a status: the stream ends with an
-    `error` event (the Responses API's own), numbered after the last one passed on."""
+    A failure after the first byte cannot become a status: a stream that fails or ends
+    before its last event (`response.completed`, `.incomplete`, `.failed`, `error`) ends
+    with an `error` event, the Responses API's own, numbered after the last one passed on."""
     pending = b""
-    sequence = -1
+    state = Stream()
     try:
         async for data in chunks:
             yield data
             pending += data.replace(b"\r\n", b"\n")
             *events, pending = pending.split(b"\n\n")
             for event in events:
-                sequence = await _read(event, notes, sequence)
+                await state.read(event, notes)
             if len(pending) > MAX_EVENT:
                 pending = b""
+        if pending.strip():
+            await state.read(pending, notes)
+        if not state.ended:
+            yield _error_event(APIError(CUT, status=502, type="server_error"), state.sequence + 1)
     except Exception as exc:
         error = from_backend_error(exc) if isinstance(exc, BackendError) else None
         if error is None:
             error = exc if isinstance(exc, APIError) else None
         if error is None:
             log.exception("relayed stream failed", exc_info=exc)
-            error = APIError("The upstream's stream failed.", status=502, type="server_error")
-        yield _error_event(error, sequence + 1)
+            error = APIError(CUT, status=502, type="server_error")
+        yield _error_event(error, state.sequence + 1)
     finally:
         await close_events(chunks)
 
 
-async def _read(event: bytes, notes: Notes, sequence: int) -> int:
-    found = SEQUENCE.search(event)
-    if found:
-        sequence = int(found.group(1))
-    if b'.delta"' in event:
-        notes.first_content()
-    elif CREATED in event or any(end in event for end in ENDED):
+class Stream:
+    """What the events of a relayed stream said so far: the last number, whether it ended."""
+
+    def __init__(self) -> None:
+        self.sequence = -1
+        self.ended = False
+
+    async def read(self, event: bytes, notes: Notes) -> None:
+        found = SEQUENCE.search(event)
+        if found:
+            self.sequence = int(found.group(1))
+        if b'.delta"' in event:
+            notes.first_content()
+            return
+        if ERROR.search(event):
+            self.ended = True
+            return
+        created = CREATED in event
+        if not created and not any(end in event for end in ENDED):
+            return
+        self.ended = self.ended or not created
         for line in event.split(b"\n"):
-            if line.startswith(b"data:"):
-                try:
-                    payload = orjson.loads(line[5:])
-                except orjson.JSONDecodeError:
-                    continue
-                response = payload.get("response") if isinstance(payload, dict) else None
-                if isinstance(response, dict):
-                    if payload.get("type") == "response.created":
-                        await notes.created(response)
-                    else:
-                        await notes.ended(response)
-    return sequence
+            if not line.startswith(b"data:"):
+                continue
+            try:
+                payload = orjson.loads(line[5:])
+            except orjson.JSONDecodeError:
+                continue
+            response = payload.get("response") if isinstance(payload, dict) else None
+            if isinstance(response, dict):
+                if payload.get("type") == "response.created":
+                    await notes.created(response)
+                else:
+                    await notes.ended(response)
 
 
 def _error_event(error: APIError, sequence: int) -> bytes:
