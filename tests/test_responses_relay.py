@@ -9,6 +9,7 @@ reaches it only for the key that created it.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 
 from tests.conftest import Server, free_port
 from tests.schema import validate, validate_event, validate_responses
+from tests.test_gateway_faults import upstream_gauge
 from tests.test_responses import sse_events
 from tests.upstreams import UP_KEY, ScriptedUpstream, chatd_upstream, hanging_socket
 
@@ -315,3 +317,31 @@ def test_a_stream_cut_short_ends_with_an_error_event(gateway: Server) -> None:
     last = json.loads(lines[-1][len("data: ") :])
     validate_event(last)
     assert last["type"] == "error" and "ended before" in last["message"]
+
+
+def test_a_client_that_leaves_closes_the_upstream_request(
+    gateway: Server, upstream: Server
+) -> None:
+    running = 'chatd_running_requests{model="smollm2"}'
+    body = {
+        "model": "up/smollm2",
+        "input": "Write a very long story about dragons, in many chapters.",
+        "stream": True,
+        "max_output_tokens": 2000,
+    }
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/responses",
+        json=body,
+        headers={"authorization": f"Bearer {GW_KEY}"},
+        timeout=120,
+    ) as response:
+        assert response.status_code == 200, response.read()
+        lines = response.iter_lines()  # a reference held: dropped, it closes the connection
+        while "response.output_text.delta" not in next(lines):
+            pass
+        assert upstream_gauge(upstream, running) == 1
+    deadline = time.monotonic() + 10
+    while upstream_gauge(upstream, running) != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream_gauge(upstream, running) == 0
