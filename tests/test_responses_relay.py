@@ -8,6 +8,7 @@ reaches it only for the key that created it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from tests.test_gateway_faults import upstream_gauge
 from tests.test_responses import sse_events
 from tests.upstreams import UP_KEY, ScriptedUpstream, chatd_upstream, hanging_socket
 
-GW_KEY, OTHER_KEY = "sk-gateway-a", "sk-gateway-b"
+GW_KEY, OTHER_KEY, LIMITED_KEY = "sk-gateway-a", "sk-gateway-b", "sk-gateway-limited"
 WRONG_KEY = "sk-wrong-secret-value"
 SHORT = {"max_output_tokens": 16, "temperature": 0}
 
@@ -95,6 +96,12 @@ max_retries = 0
 [[routes]]
 model = "pair"
 targets = ["up/smollm2", "wrongkey/smollm2"]
+
+[[keys]]
+name = "limited"
+key_sha256 = "{hashlib.sha256(LIMITED_KEY.encode()).hexdigest()}"
+rpm = 2
+models = ["up/smollm2"]
 """
     )
     srv = Server(
@@ -345,3 +352,18 @@ def test_a_client_that_leaves_closes_the_upstream_request(
     while upstream_gauge(upstream, running) != 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert upstream_gauge(upstream, running) == 0
+
+
+def test_key_limits_and_allow_list_hold_on_the_relay(gateway: Server) -> None:
+    limited = client(gateway, LIMITED_KEY)
+    with pytest.raises(openai.NotFoundError) as hidden:
+        limited.responses.create(model="pair", input="Hi.", **SHORT)
+    assert hidden.value.response.json()["error"]["code"] == "model_not_found"
+    made = limited.responses.with_raw_response.create(model="up/smollm2", input="Hi.", **SHORT)
+    assert made.headers["x-ratelimit-limit-requests"] == "2"  # chatd's, not the upstream's
+    with pytest.raises(openai.RateLimitError) as refused:
+        limited.responses.create(model="up/smollm2", input="Hi.", **SHORT)
+    error = refused.value.response.json()
+    validate("ErrorResponse", error)
+    assert error["error"]["code"] == "rate_limit_exceeded"
+    assert limited.responses.retrieve(made.parse().id).id == made.parse().id  # only POSTs count
