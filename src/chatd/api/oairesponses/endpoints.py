@@ -150,7 +150,7 @@ async def create_response(request: Request) -> Response:
     if target is not None:
         if not may_use(request, raw["model"]):
             raise UnknownModel(raw["model"])
-        return await relay_create(request, raw, target)
+        return await relay_create(request, raw, target, started)
     req = parse_responses_request(data)
     if not may_use(request, req.model):
         raise UnknownModel(req.model)

@@ -112,8 +112,9 @@ async def check_previous(request: Request, previous: Any, upstream: str | None) 
     )
 
 
-async def relay_create(request: Request, raw: dict[str, Any], target: Target) -> Response:
-    started = time.perf_counter()
+async def relay_create(
+    request: Request, raw: dict[str, Any], target: Target, started: float
+) -> Response:
     check_shape(raw)
     upstream, model, relay = target
     await check_previous(request, raw.get("previous_response_id"), upstream)
