@@ -153,8 +153,13 @@ def test_create_retrieve_chain_delete_through_the_relay(
     mine = gw.responses.with_raw_response.retrieve(body["id"]).http_response.json()
     validate_responses("Response", mine)
     assert mine["id"] == body["id"] and mine["output"] == body["output"]
-    items = gw.responses.input_items.list(body["id"])
-    assert [i.id for i in items.data] == [i.id for i in up.responses.input_items.list(body["id"])]
+    path = f"/responses/{body['id']}/input_items"
+    items = gw.get(path, cast_to=httpx.Response).json()
+    validate_responses("ResponseItemList", items)
+    assert items == up.get(path, cast_to=httpx.Response).json()
+    assert [i.id for i in gw.responses.input_items.list(body["id"])] == [
+        item["id"] for item in items["data"]
+    ]
 
     second = gw.responses.create(
         model="up/smollm2", previous_response_id=body["id"], input="Again.", **SHORT
@@ -177,7 +182,8 @@ def test_create_retrieve_chain_delete_through_the_relay(
     validate("ErrorResponse", error)
     assert error["error"]["param"] == "previous_response_id"
 
-    gw.responses.delete(second.id)
+    deleted = gw.delete(f"/responses/{second.id}", cast_to=httpx.Response).json()
+    assert deleted == {"id": second.id, "object": "response", "deleted": True}
     with pytest.raises(openai.NotFoundError):
         up.responses.retrieve(second.id)
     with pytest.raises(openai.NotFoundError):
