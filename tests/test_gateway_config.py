@@ -26,6 +26,7 @@ def test_upstreams_and_routes_are_parsed() -> None:
                 "max_retries": 1,
                 "headers": {"x-team": "blue"},
                 "forward_store": True,
+                "relay_responses": False,
             },
             {"name": "vllm", "kind": "openai", "base_url": "http://10.0.0.2:8000/v1"},
         ],
@@ -36,6 +37,7 @@ def test_upstreams_and_routes_are_parsed() -> None:
     assert first.api_key == SECRET and first.base_url == "https://api.openai.com/v1"
     assert (first.timeout_s, first.max_retries, first.forward_store) == (30, 1, True)
     assert first.headers == {"x-team": "blue"}
+    assert not first.relay_responses and second.relay_responses
     assert second.models is None and second.api_key is None and second.max_retries == 2
     assert gateway.routes == [RouteSpec("fast", ("openai/gpt-4o", "local/smollm2"), "fallback")]
 
@@ -49,6 +51,7 @@ def test_upstreams_and_routes_are_parsed() -> None:
         ({"upstreams": [{**OPENAI, "name": "local"}]}, "local model's prefix"),
         ({"upstreams": [{**OPENAI, "timeout": 3}]}, "unknown key 'timeout'"),
         ({"upstreams": [{**OPENAI, "max_retries": -1}]}, "max_retries must be"),
+        ({"upstreams": [{**OPENAI, "relay_responses": "no"}]}, "relay_responses must be"),
         ({"upstreams": [{**OPENAI, "base_url": "api.openai.com"}]}, "base_url must start"),
         (
             {"upstreams": [OPENAI], "routes": [{"model": "r", "targets": ["azure/gpt-4o"]}]},

@@ -1,6 +1,7 @@
-"""The Responses API on a gateway model: the request reaches an OpenAI-kind upstream as
-Chat Completions (the `Backend` contract), and its failures end streams as the
-Responses API ends them. The upstream is a scripted HTTP server (tests/upstreams.py)."""
+"""The Responses API on a gateway model through the `Backend` contract: the request reaches
+an OpenAI-kind upstream (`relay_responses = false`) as Chat Completions, and its failures
+end streams as the Responses API ends them. The upstream is a scripted HTTP server
+(tests/upstreams.py). tests/test_responses_relay.py relays to an upstream's own API."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ name = "ok"
 kind = "openai"
 base_url = "{scripted.url("ok")}"
 models = ["scripted-1"]
+relay_responses = false
 
 [[upstreams]]
 name = "partial"
@@ -43,6 +45,7 @@ kind = "openai"
 base_url = "{scripted.url("partial")}"
 models = ["scripted-1"]
 max_retries = 0
+relay_responses = false
 """
     )
     srv = Server(data, "--no-local-model", "--config", str(config)).start()

@@ -276,3 +276,16 @@ def test_migrations_match_schema(db: SyncStore) -> None:
             return await conn.run_sync(compare)
 
     assert db.runner.run(diff()) == []
+
+
+def test_relayed_responses_are_their_owners(db: SyncStore, owner: str) -> None:
+    """A relayed response's upstream is known to its owner only; deleting forgets it."""
+    rid = f"resp_{uuid.uuid4().hex}"
+    db.save_relayed(owner=owner, response_id=rid, upstream="up")
+    db.save_relayed(owner="someone-else", response_id=rid, upstream="other")  # kept: first
+    assert db.relayed_upstream(owner, rid) == "up"
+    assert db.relayed_upstream("someone-else", rid) is None
+    db.forget_relayed("someone-else", rid)
+    assert db.relayed_upstream(owner, rid) == "up"
+    db.forget_relayed(owner, rid)
+    assert db.relayed_upstream(owner, rid) is None

@@ -300,6 +300,42 @@ class SupportsTokenCount(Protocol):
         ...
 
 
+@dataclass(slots=True)
+class Relayed:
+    """An upstream's answer passed on as it comes: its status, the headers a client uses,
+    its content type and its body's bytes (closing `body` closes the upstream request)."""
+
+    status: int
+    headers: dict[str, str]
+    content_type: str
+    body: AsyncIterator[bytes]
+
+
+@runtime_checkable
+class SupportsResponsesRelay(Protocol):
+    """An upstream adapter that relays the Responses API to the vendor's own `/responses`."""
+
+    async def relay_responses(
+        self, method: str, path: str = "", *, query: str = "", body: bytes | None = None
+    ) -> Relayed:
+        """`method {base_url}/responses{path}?{query}`; UpstreamError (before any byte) for
+        a vendor that cannot be reached or answers an error."""
+        ...
+
+
+@runtime_checkable
+class RelaysResponses(Protocol):
+    """A backend (the gateway) that knows which models and upstreams relay the Responses API."""
+
+    def responses_relay(self, model: str) -> tuple[str, str, SupportsResponsesRelay] | None:
+        """(upstream name, the upstream's model id, its adapter) when `model` is relayed."""
+        ...
+
+    def relay_upstream(self, name: str) -> SupportsResponsesRelay | None:
+        """The adapter of the upstream `name`, if it relays."""
+        ...
+
+
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
 
 
@@ -344,3 +380,4 @@ class UpstreamSpec:
     forward_store: bool = False
     circuit_failures: int = 5  # failures in a row that open the circuit breaker; 0 = never
     circuit_cooldown_s: float = 30.0  # how long an open circuit skips the upstream
+    relay_responses: bool = True  # kind openai: POST /v1/responses goes to its /responses

@@ -31,6 +31,7 @@ _UPSTREAM_KEYS = frozenset(
         "max_retries",
         "headers",
         "forward_store",
+        "relay_responses",
         "circuit_failures",
         "circuit_cooldown_s",
     }
@@ -124,6 +125,9 @@ def _upstream(entry: Mapping[str, Any], index: int, env: Mapping[str, str]) -> U
     forward_store = entry.get("forward_store", False)
     if not isinstance(forward_store, bool):
         raise ConfigError(f"{where}: forward_store must be true or false")
+    relay_responses = entry.get("relay_responses", True)
+    if not isinstance(relay_responses, bool):
+        raise ConfigError(f"{where}: relay_responses must be true or false")
     return UpstreamSpec(
         name=name,
         kind=kind,  # type: ignore[arg-type]
@@ -135,6 +139,7 @@ def _upstream(entry: Mapping[str, Any], index: int, env: Mapping[str, str]) -> U
         max_retries=int(_number(entry, "max_retries", where, 2, integer=True)),
         headers=dict(headers),
         forward_store=forward_store,
+        relay_responses=relay_responses,
         circuit_failures=int(_number(entry, "circuit_failures", where, 5, integer=True)),
         circuit_cooldown_s=_number(entry, "circuit_cooldown_s", where, 30.0),
     )

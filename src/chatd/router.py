@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from chatd.backend import Backend, BackendError, ModelInfo
+from chatd.backend import (
+    Backend,
+    BackendError,
+    ModelInfo,
+    RelaysResponses,
+    SupportsResponsesRelay,
+)
 
 
 class UnknownModel(BackendError):
@@ -42,6 +48,20 @@ class Router:
         if backend is None:
             raise UnknownModel(model)
         return backend
+
+    def responses_relay(self, model: str) -> tuple[str, str, SupportsResponsesRelay] | None:
+        """(upstream, its model id, adapter) when `model`'s Responses API is relayed."""
+        backend = self.find(model)
+        return backend.responses_relay(model) if isinstance(backend, RelaysResponses) else None
+
+    def relay_upstream(self, name: str) -> SupportsResponsesRelay | None:
+        """The adapter that relays the Responses API of the upstream `name`."""
+        for backend in self.backends:
+            if isinstance(backend, RelaysResponses):
+                relay = backend.relay_upstream(name)
+                if relay is not None:
+                    return relay
+        return None
 
     def info(self, model: str) -> ModelInfo | None:
         entry = self.by_id.get(model)

@@ -28,6 +28,7 @@ from chatd.backend import (
     GenerationRequest,
     ModelInfo,
     Start,
+    SupportsResponsesRelay,
     UpstreamError,
     UpstreamSpec,
 )
@@ -190,6 +191,29 @@ class Gateway:
     def capabilities(self, model: str) -> Capabilities:
         first = self.routes[model].targets[0]
         return first.backend.capabilities(first.model)
+
+    def responses_relay(self, model: str) -> tuple[str, str, SupportsResponsesRelay] | None:
+        """A model served by exactly one upstream that relays the Responses API (not a route
+        of several targets, not the local model): (upstream, its own model id, adapter)."""
+        route = self.routes.get(model)
+        if route is None or len(route.targets) != 1:
+            return None
+        target = route.targets[0]
+        adapter = target.backend
+        spec: UpstreamSpec | None = getattr(adapter, "spec", None)  # None: the local model
+        if spec is None or not spec.relay_responses:
+            return None
+        if not isinstance(adapter, SupportsResponsesRelay):
+            return None
+        return target.labels[0], target.labels[1], adapter
+
+    def relay_upstream(self, name: str) -> SupportsResponsesRelay | None:
+        for adapter in self.adapters:
+            spec: UpstreamSpec = adapter.spec  # type: ignore[attr-defined]
+            if spec.name == name:
+                relays = spec.relay_responses and isinstance(adapter, SupportsResponsesRelay)
+                return adapter if relays else None  # type: ignore[return-value]
+        return None
 
     async def close(self) -> None:
         for adapter in self.adapters:

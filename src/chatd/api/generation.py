@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 from starlette.requests import Request
 
@@ -14,6 +15,7 @@ from chatd.api.ratelimit import metered
 from chatd.backend import Backend, Event, GenerationFailed, GenerationRequest, Start
 
 INCOMPLETE = "The model's answer ended before it was complete."
+T = TypeVar("T")
 
 
 async def open_generation(
@@ -50,7 +52,7 @@ def overhead(generation: GenerationRequest) -> dict[str, str]:
 
 
 async def collect_unless_disconnected(
-    request: Request, events: AsyncIterator[Event], take: Callable[[Event], None]
+    request: Request, events: AsyncIterator[T], take: Callable[[T], None]
 ) -> bool:
     """Pass every event to `take`; False (and the generation cancelled) if the client left."""
 
@@ -79,7 +81,7 @@ async def collect_unless_disconnected(
     return True
 
 
-async def close_events(events: AsyncIterator[Event]) -> None:
+async def close_events(events: AsyncIterator[T]) -> None:
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         await aclose()

@@ -182,6 +182,11 @@ async def metered(
                 await aclose()
 
 
+async def spend(request: Request, prompt: int, completion: int) -> None:
+    """Debit an answer's tokens from the caller's key (an answer that never was `Event`s)."""
+    await _spend(request, request.state.key, prompt, completion)
+
+
 async def _spend(request: Request, key: Key, prompt: int, completion: int) -> None:
     TOKENS.labels(key.name, "prompt").inc(prompt)
     TOKENS.labels(key.name, "completion").inc(completion)

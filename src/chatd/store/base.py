@@ -138,3 +138,13 @@ class CompletionStore(Protocol):
     ) -> Page:
         """A page of the items a response read; raises NotFound, InvalidCursor."""
         ...
+
+    async def save_relayed(self, *, owner: str, response_id: str, upstream: str) -> None:
+        """Note that `owner` created `response_id` on `upstream`'s own Responses API."""
+        ...
+
+    async def relayed_upstream(self, owner: str, response_id: str) -> str | None:
+        """The upstream holding `owner`'s relayed response; None if it is not theirs."""
+        ...
+
+    async def forget_relayed(self, owner: str, response_id: str) -> None: ...

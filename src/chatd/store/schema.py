@@ -97,3 +97,13 @@ response_items = Table(
     Column("item", JSON, nullable=False),
     Index("ix_response_items_item", "response_seq", "item_id"),
 )
+
+# ids of responses an upstream holds (the Responses API relayed): whose, and which upstream
+relayed_responses = Table(
+    "relayed_responses",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("upstream", String(255), nullable=False),
+    Column("created", BigInteger, nullable=False),
+)

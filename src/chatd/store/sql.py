@@ -30,6 +30,7 @@ from chatd.store.queries import (
     list_statement,
     messages_statement,
 )
+from chatd.store.relayed import RelayedRows
 from chatd.store.responses import ResponseRows
 from chatd.store.schema import completions, messages, metadata_pairs
 
@@ -37,7 +38,7 @@ c = completions.c
 m = messages.c
 
 
-class SQLStore(ResponseRows):
+class SQLStore(ResponseRows, RelayedRows):
     """Stored completions and responses in the tables of `chatd.store.schema`."""
 
     def __init__(self, url: str | URL) -> None:

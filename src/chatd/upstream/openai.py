@@ -6,6 +6,8 @@ aiohttp session per upstream (bench/upstream_clients.py: the least added latency
 httpx, httpcore and aiohttp). The answer comes back as events, chunk by chunk as it
 arrives, so stored completions, usage accounting and the stream rules hold for every
 model. The upstream judges what it can do: `capabilities()` allows everything.
+`relay_responses` passes the Responses API through to the vendor's own `/responses`
+as bytes (chatd.api.oairesponses.relay), with the same session and error mapping.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from chatd.backend import (
     GenerationRequest,
     ModelInfo,
     RefusalDelta,
+    Relayed,
     Start,
     TextDelta,
     TokenLogprob,
@@ -52,6 +55,7 @@ class OpenAIBackend:
         self.prefix = spec.name + "/"
         self.models = list(spec.models or [])
         self.url = spec.base_url.rstrip("/") + "/chat/completions"
+        self.responses_url = spec.base_url.rstrip("/") + "/responses"
         self.headers = {"content-type": "application/json", **spec.headers}
         if spec.api_key:
             self.headers["authorization"] = f"Bearer {spec.api_key}"
@@ -134,6 +138,41 @@ class OpenAIBackend:
                 yield event
         finally:
             response.close()  # an unfinished answer closes the connection: the upstream stops
+
+    async def relay_responses(
+        self, method: str, path: str = "", *, query: str = "", body: bytes | None = None
+    ) -> Relayed:
+        """The Responses API relayed to the vendor's own; errors mapped as for chat."""
+        url = self.responses_url + path + ("?" + query if query else "")
+        try:
+            response = await self.session.request(method, url, data=body, headers=self.headers)
+        except aiohttp.ClientError as exc:
+            raise self._connection_error(exc) from None
+        except TimeoutError:
+            raise self._timeout() from None
+        if not 200 <= response.status < 300:
+            try:
+                raise self._error(response.status, await self._read(response), response.headers)
+            finally:
+                response.close()
+        return Relayed(
+            response.status,
+            relayed_headers(response.headers),
+            response.headers.get("content-type", "application/json"),
+            self._bytes(response),
+        )
+
+    async def _bytes(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """The body as it arrives; closed early, the connection closes and the vendor stops."""
+        try:
+            async for data in response.content.iter_any():
+                yield data
+        except aiohttp.ClientError as exc:
+            raise self._connection_error(exc) from None
+        except TimeoutError:
+            raise self._timeout() from None
+        finally:
+            response.close()
 
     async def _post(self, body: bytes) -> aiohttp.ClientResponse:
         try:

@@ -33,8 +33,10 @@ from chatd.api.oairesponses.output import (
     response_id,
     skeleton,
 )
+from chatd.api.oairesponses.relay import check_previous, relay_create, relay_stored, relay_target
 from chatd.api.oairesponses.request import (
     ResponsesRequest,
+    decode,
     parse_responses_request,
     renamed,
 )
@@ -87,6 +89,7 @@ async def context_items(request: Request, req: ResponsesRequest) -> list[dict[st
     if req.previous_response_id is None:
         return unique_ids(req.input)
     previous = req.previous_response_id
+    await check_previous(request, previous, None)
     try:
         if not storable(previous):
             raise NotFound(previous)
@@ -141,7 +144,14 @@ def began(response: dict[str, Any], start: Start) -> None:
 
 async def create_response(request: Request) -> Response:
     started = time.perf_counter()
-    req = parse_responses_request(await request.body())
+    data = await request.body()
+    raw = decode(data)
+    target = relay_target(request, raw.get("model"))
+    if target is not None:
+        if not may_use(request, raw["model"]):
+            raise UnknownModel(raw["model"])
+        return await relay_create(request, raw, target, started)
+    req = parse_responses_request(data)
     if not may_use(request, req.model):
         raise UnknownModel(req.model)
     backend = request.app.state.router.resolve(req.model)
@@ -328,8 +338,16 @@ def _starting_after(request: Request) -> int | None:
         ) from None
 
 
+async def relayed_upstream(request: Request, rid: str) -> str | None:
+    """The upstream holding this caller's relayed response `rid` (None: chatd's own, or none)."""
+    return await store_of(request).relayed_upstream(owner_of(request), rid)
+
+
 async def retrieve_response(request: Request) -> Response:
     rid = response_id_of(request)
+    upstream = await relayed_upstream(request, rid)
+    if upstream is not None:
+        return await relay_stored(request, upstream, rid)
     stream = _flag(request, "stream")
     after = _starting_after(request)
     stored = await stored_response(request, rid)
@@ -354,6 +372,9 @@ async def _iterate(data: bytes) -> AsyncIterator[bytes]:
 
 async def delete_response(request: Request) -> Response:
     rid = response_id_of(request)
+    upstream = await relayed_upstream(request, rid)
+    if upstream is not None:
+        return await relay_stored(request, upstream, rid)
     run = runs_of(request).get(rid, owner_of(request))
     if run is not None:
         await _cancel(request, run)
@@ -376,6 +397,9 @@ async def _cancel(request: Request, run: Run) -> None:
 
 async def cancel_response(request: Request) -> Response:
     rid = response_id_of(request)
+    upstream = await relayed_upstream(request, rid)
+    if upstream is not None:
+        return await relay_stored(request, upstream, rid, "/cancel")
     owner = owner_of(request)
     stored = await stored_response(request, rid)
     if not stored.get("background"):
@@ -403,6 +427,9 @@ ORDERS = ("asc", "desc")
 
 async def list_input_items(request: Request) -> Response:
     rid = response_id_of(request)
+    upstream = await relayed_upstream(request, rid)
+    if upstream is not None:
+        return await relay_stored(request, upstream, rid, "/input_items")
     params = request.query_params
     limit = parse_limit(params)
     order = params.get("order") or "desc"
