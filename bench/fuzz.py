@@ -6,7 +6,9 @@ Without --url it starts its own `chatd serve --parallel 8 --ctx 2048`. Every ope
 GET /openapi.json gets generated requests, valid ones (positive) and ones that break the
 schema (negative); each response must not be a 5xx and must match the document (status,
 content type, body; every chunk of a stream against CreateChatCompletionStreamResponse,
-the stream ending with `[DONE]` or an error event). Prints a markdown table of the run.
+the stream ending with `[DONE]` or an error event; every event of a Responses stream
+against ResponseStreamEvent, numbered in order, the last one ending the response). Prints
+a markdown table of the run.
 tests/test_fuzz.py runs the same fuzzer with a few hundred requests.
 """
 
@@ -49,14 +51,19 @@ CHECKS = [
 ]
 # Share of the requests per operation: generation is where the work (and the risk) is.
 WEIGHTS = {
-    "POST /chat/completions": 0.5,
-    "GET /chat/completions": 0.1,
-    "GET /chat/completions/{completion_id}": 0.08,
-    "POST /chat/completions/{completion_id}": 0.1,
-    "DELETE /chat/completions/{completion_id}": 0.06,
-    "GET /chat/completions/{completion_id}/messages": 0.08,
+    "POST /chat/completions": 0.3,
+    "GET /chat/completions": 0.06,
+    "GET /chat/completions/{completion_id}": 0.05,
+    "POST /chat/completions/{completion_id}": 0.06,
+    "DELETE /chat/completions/{completion_id}": 0.04,
+    "GET /chat/completions/{completion_id}/messages": 0.05,
     "GET /models": 0.02,
-    "GET /models/{model}": 0.06,
+    "GET /models/{model}": 0.04,
+    "POST /responses": 0.2,
+    "GET /responses/{response_id}": 0.06,
+    "DELETE /responses/{response_id}": 0.04,
+    "POST /responses/{response_id}/cancel": 0.03,
+    "GET /responses/{response_id}/input_items": 0.05,
 }
 MAX_TOKENS = 8
 MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "function_call"}
@@ -111,6 +118,7 @@ class Fuzzer:
         self.progress = progress
         self.model = self.session.get(self.url + "/v1/models", timeout=30).json()["data"][0]["id"]
         self.stored: list[str] = []
+        self.responses: list[str] = []
         self.report = Report()
         request = self.document["components"]["schemas"]["CreateChatCompletionRequest"]
         self.request_keys = {key for part in request["allOf"] for key in part.get("properties", {})}
@@ -128,6 +136,10 @@ class Fuzzer:
             response = self.session.post(self.url + "/v1/chat/completions", json=body, timeout=120)
             response.raise_for_status()
             self.stored.append(response.json()["id"])
+            body = {"model": self.model, "input": f"Say {i}.", "max_output_tokens": 16}
+            response = self.session.post(self.url + "/v1/responses", json=body, timeout=120)
+            response.raise_for_status()
+            self.responses.append(response.json()["id"])
 
     def tame(self, case: schemathesis.Case) -> None:
         """Keep generation short and aim part of the requests at what exists."""
@@ -147,7 +159,20 @@ class Fuzzer:
                 body["stream"] = True
             if isinstance(body.get("n"), int) and not isinstance(body["n"], bool):
                 body["n"] = min(body["n"], 2)
+        if case.operation.path == "/responses" and isinstance(case.body, dict):
+            body = case.body
+            if self.random.random() < 0.7:
+                body["model"] = self.model
+            tokens = body.get("max_output_tokens")
+            if isinstance(tokens, int | float) and not isinstance(tokens, bool):
+                body["max_output_tokens"] = max(-1, min(tokens, 16))
+            elif tokens is None:
+                body["max_output_tokens"] = 16
+            if body.get("background") and self.random.random() < 0.8:
+                del body["background"]  # a run left going costs the engine, not the check
         params = case.path_parameters or {}
+        if "response_id" in params and self.responses and self.random.random() < 0.5:
+            params["response_id"] = self.random.choice(self.responses)
         if "completion_id" in params and self.stored and self.random.random() < 0.5:
             params["completion_id"] = self.random.choice(self.stored)
         if "model" in params and self.random.random() < 0.5:
@@ -174,7 +199,7 @@ class Fuzzer:
             print(f"{self.report.requests} requests (one worker)", file=sys.stderr, flush=True)
         self.report.by_operation[label] += 1
         self.report.statuses[response.status_code] += 1
-        if label == "POST /chat/completions" and response.status_code == 200:
+        if label in ("POST /chat/completions", "POST /responses") and response.status_code == 200:
             self.report.generated += 1
         content_type = response.headers.get("content-type") or [""]
         stream = content_type[0].startswith("text/event-stream")
@@ -187,7 +212,7 @@ class Fuzzer:
         if stream:
             self.report.streams += 1
             events = events_of(response.text)
-            problems = self.streams.problems(events)
+            problems = self.streams.problems(events, "/responses" in label)
             self.report.chunks += max(0, len(events) - 1)
             self.report.failures += [f"{label} stream: {p}" for p in problems]
 

@@ -26,6 +26,10 @@ SERVED = {
     "/chat/completions/{completion_id}/messages": ("get",),
     "/models": ("get",),
     "/models/{model}": ("get",),
+    "/responses": ("post",),
+    "/responses/{response_id}": ("get", "delete"),
+    "/responses/{response_id}/cancel": ("post",),
+    "/responses/{response_id}/input_items": ("get",),
 }
 
 EXTENSIONS: dict[str, Any] = {
@@ -170,11 +174,24 @@ def build(official: dict[str, Any]) -> dict[str, Any]:
         operations = {method: strip(item[method]) for method in methods}
         for operation in operations.values():
             operation["responses"]["default"] = ERROR
+            for status, answer in operation["responses"].items():
+                # the Responses operations' 404s name the bare `Error` object, but the API
+                # answers every error inside {"error": ...}, as the recorded errors show
+                schema = answer.get("content", {}).get("application/json", {}).get("schema")
+                if schema == {"$ref": "#/components/schemas/Error"}:
+                    operation["responses"][status] = ERROR
             for parameter in operation.get("parameters", []):
                 # The SDK's encoding, and chatd's: metadata[key]=value.
                 if parameter.get("in") == "query" and parameter["name"] == "metadata":
                     parameter.update(style="deepObject", explode=True)
         paths[path] = operations
+    # `GET /responses/{id}?stream=true` streams the response's events, as the real API does,
+    # but the operation documents only JSON
+    stored = paths["/responses/{response_id}"]["get"]["responses"]["200"]["content"]
+    stored.setdefault(
+        "text/event-stream",
+        paths["/responses"]["post"]["responses"]["200"]["content"]["text/event-stream"],
+    )
     components = components_of(official, paths)
     add_extensions(components["schemas"]["CreateChatCompletionRequest"])
     real_api(components["schemas"])
@@ -185,9 +202,10 @@ def build(official: dict[str, Any]) -> dict[str, Any]:
         "openapi": official["openapi"],
         "info": {
             "title": "chatd",
-            "description": "The OpenAI Chat Completions API as chatd serves it: the official "
-            f"schemas (OpenAI API {info['version']}) of the operations below, plus chatd's "
-            "sampling extensions (top_k, min_p, repetition_penalty, ignore_eos).",
+            "description": "The OpenAI Chat Completions and Responses APIs as chatd serves "
+            f"them: the official schemas (OpenAI API {info['version']}) of the operations "
+            "below, plus chatd's sampling extensions (top_k, min_p, repetition_penalty, "
+            "ignore_eos).",
             "version": info["version"],
             "license": info["license"],
         },
