@@ -212,7 +212,8 @@ class Fuzzer:
         if stream:
             self.report.streams += 1
             events = events_of(response.text)
-            problems = self.streams.problems(events, "/responses" in label)
+            resumed = "starting_after" in (case.query or {})
+            problems = self.streams.problems(events, "/responses" in label, resumed)
             self.report.chunks += max(0, len(events) - 1)
             self.report.failures += [f"{label} stream: {p}" for p in problems]
 

@@ -34,10 +34,16 @@ class StreamValidator:
         error = jsonschema.exceptions.best_match(self.chunk.iter_errors(chunk))
         return None if error is None else f"chunk: {error.message} at {list(error.path)}"
 
-    def problems(self, events: list[str], responses: bool = False) -> list[str]:
-        """What is wrong with a whole stream: each chunk valid, `[DONE]` or an error last."""
+    def problems(
+        self, events: list[str], responses: bool = False, resumed: bool = False
+    ) -> list[str]:
+        """What is wrong with a whole stream: each chunk valid, `[DONE]` or an error last.
+
+        `resumed`: a Responses stream asked for from `starting_after`, which may be past
+        its last event: then nothing is left to send.
+        """
         if not events:
-            return ["a stream without events"]
+            return [] if resumed else ["a stream without events"]
         if responses:
             return self.response_problems(events)
         found: list[str] = []
