@@ -73,8 +73,12 @@ ERROR = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
 }
 
-# Keys that only document: dropped to keep the served file small.
-DROPPED = ("x-oaiMeta", "x-stainless-skip", "examples", "example")
+# Keys that only document: dropped to keep the served file small. And `discriminator`:
+# the document's (all without a mapping) name `type` as the discriminator of unions whose
+# `type` values ("message", "function_call", ...) are not their members' component names,
+# which is what a discriminator without a mapping means; tools that read it (schemathesis)
+# then reject the API's real answers. The `oneOf` alone validates them.
+DROPPED = ("x-oaiMeta", "x-stainless-skip", "examples", "example", "discriminator")
 
 
 def strip(node: Any, named: bool = False) -> Any:
