@@ -373,3 +373,20 @@ def test_key_limits_and_allow_list_hold_on_the_relay(gateway: Server) -> None:
     validate("ErrorResponse", error)
     assert error["error"]["code"] == "rate_limit_exceeded"
     assert limited.responses.retrieve(made.parse().id).id == made.parse().id  # only POSTs count
+
+
+def relayed_requests(gateway: Server, status: str) -> float:
+    """chatd_upstream_requests_total of upstream `up` with this status, all models."""
+    total = 0.0
+    for line in httpx.get(gateway.url + "/metrics").text.splitlines():
+        ours = 'upstream="up"' in line and f'status="{status}"' in line
+        if line.startswith("chatd_upstream_requests_total{") and ours:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_relayed_requests_count_in_the_upstream_metrics(gateway: Server, gw: openai.OpenAI) -> None:
+    before = relayed_requests(gateway, "200")
+    made = gw.responses.create(model="up/smollm2", input="Say hi.", **SHORT)
+    gw.responses.retrieve(made.id)
+    assert relayed_requests(gateway, "200") == before + 2

@@ -27,6 +27,7 @@ from chatd.backend import (
     GenerationFailed,
     GenerationRequest,
     ModelInfo,
+    Relayed,
     Start,
     SupportsResponsesRelay,
     UpstreamError,
@@ -205,14 +206,16 @@ class Gateway:
             return None
         if not isinstance(adapter, SupportsResponsesRelay):
             return None
-        return target.labels[0], target.labels[1], adapter
+        return target.labels[0], target.labels[1], MeteredRelay(adapter, target.labels)
 
     def relay_upstream(self, name: str) -> SupportsResponsesRelay | None:
         for adapter in self.adapters:
             spec: UpstreamSpec = adapter.spec  # type: ignore[attr-defined]
             if spec.name == name:
-                relays = spec.relay_responses and isinstance(adapter, SupportsResponsesRelay)
-                return adapter if relays else None  # type: ignore[return-value]
+                if not spec.relay_responses or not isinstance(adapter, SupportsResponsesRelay):
+                    return None
+                # a stored response's operations name no model
+                return MeteredRelay(adapter, (name, ""))
         return None
 
     async def close(self) -> None:
@@ -336,3 +339,23 @@ async def _close(events: AsyncIterator[Event]) -> None:
     if aclose is not None:
         with contextlib.suppress(Exception):
             await aclose()
+
+
+class MeteredRelay:
+    """An adapter's Responses relay, counted in `chatd_upstream_requests_total` by status
+    (the upstream's, or chatd's for one it could not reach) as chat requests are."""
+
+    def __init__(self, adapter: SupportsResponsesRelay, labels: tuple[str, str]) -> None:
+        self.adapter = adapter
+        self.labels = labels
+
+    async def relay_responses(
+        self, method: str, path: str = "", *, query: str = "", body: bytes | None = None
+    ) -> Relayed:
+        try:
+            relayed = await self.adapter.relay_responses(method, path, query=query, body=body)
+        except BackendError as exc:
+            metrics.REQUESTS.labels(*self.labels, str(exc.status)).inc()
+            raise
+        metrics.REQUESTS.labels(*self.labels, str(relayed.status)).inc()
+        return relayed
