@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -19,6 +21,7 @@ from chatd.backend import (
     TextDelta,
     Usage,
 )
+from chatd.config import Settings
 from tests.conftest import free_port
 
 
@@ -70,3 +73,17 @@ class ThreadServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+@contextmanager
+def echo_api(database_url: str, data_dir: Path, keys: Sequence[str]) -> Iterator[str]:
+    """chatd's app on EchoBackend with `keys` and a store on `database_url`; its URL."""
+    from chatd.api.app import create_app
+
+    settings = Settings(
+        api_keys=list(keys),
+        data_dir=data_dir,
+        database_url=None if database_url.startswith("sqlite") else database_url,
+    )
+    with ThreadServer(create_app(settings, lambda _: [EchoBackend()])) as server:
+        yield server.url

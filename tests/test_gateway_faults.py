@@ -18,7 +18,13 @@ import pytest
 
 from tests.conftest import Server, free_port
 from tests.schema import validate
-from tests.upstreams import UP_KEY, ScriptedUpstream, chatd_upstream, hanging_socket
+from tests.upstreams import (
+    UP_KEY,
+    ScriptedUpstream,
+    chatd_upstream,
+    hanging_socket,
+    upstream_table,
+)
 
 WRONG_KEY = "sk-wrong-secret-value"
 HI = [{"role": "user", "content": "Say hello."}]
@@ -41,18 +47,6 @@ def scripted() -> Iterator[ScriptedUpstream]:
 def hang_port() -> Iterator[int]:
     with hanging_socket() as port:
         yield port
-
-
-def upstream_table(name: str, base_url: str, **options: object) -> str:
-    lines = [
-        "[[upstreams]]",
-        f'name = "{name}"',
-        'kind = "openai"',
-        f'base_url = "{base_url}"',
-        'models = ["m"]' if "models" not in options else "",
-    ]
-    lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
-    return "\n".join(lines) + "\n\n"
 
 
 @pytest.fixture(scope="module")

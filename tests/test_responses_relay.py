@@ -22,7 +22,13 @@ from tests.conftest import Server, free_port
 from tests.schema import validate, validate_event, validate_responses
 from tests.test_gateway_faults import upstream_gauge
 from tests.test_responses import sse_events
-from tests.upstreams import UP_KEY, ScriptedUpstream, chatd_upstream, hanging_socket
+from tests.upstreams import (
+    UP_KEY,
+    ScriptedUpstream,
+    chatd_upstream,
+    hanging_socket,
+    upstream_table,
+)
 
 GW_KEY, OTHER_KEY, LIMITED_KEY = "sk-gateway-a", "sk-gateway-b", "sk-gateway-limited"
 WRONG_KEY = "sk-wrong-secret-value"
@@ -49,15 +55,7 @@ def hang_port() -> Iterator[int]:
 
 
 def faulty(name: str, base_url: str, timeout_s: int = 30) -> str:
-    return f"""
-[[upstreams]]
-name = "{name}"
-kind = "openai"
-base_url = "{base_url}"
-models = ["m"]
-max_retries = 0
-timeout_s = {timeout_s}
-"""
+    return upstream_table(name, base_url, max_retries=0, timeout_s=timeout_s)
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ import httpx
 import openai
 import pytest
 
-from chatd.config import Settings
-from tests.inproc import EchoBackend, ThreadServer
+from tests.inproc import echo_api
 from tests.schema import validate
 from tests.store_support import database_url  # noqa: F401
 
@@ -27,15 +26,8 @@ KEYS = ("key-a", "key-b")
 
 @pytest.fixture(scope="module")
 def api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
-    from chatd.api.app import create_app
-
-    settings = Settings(
-        api_keys=list(KEYS),
-        data_dir=tmp_path_factory.mktemp("data") / "chatd",
-        database_url=None if database_url.startswith("sqlite") else database_url,
-    )
-    with ThreadServer(create_app(settings, lambda _: [EchoBackend()])) as server:
-        yield server.url
+    with echo_api(database_url, tmp_path_factory.mktemp("data") / "chatd", KEYS) as url:
+        yield url
 
 
 def sdk(url: str, key: str = KEYS[0]) -> openai.OpenAI:

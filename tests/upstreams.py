@@ -145,3 +145,16 @@ def chatd_upstream(data_dir: Path, parallel: int) -> Server:
     """A started chatd serving the default model as `smollm2`, behind the key UP_KEY."""
     args = ("--model-name", "smollm2", "--parallel", str(parallel), "--api-key", UP_KEY)
     return Server(data_dir, *args).start()
+
+
+def upstream_table(name: str, base_url: str, **options: object) -> str:
+    """One OpenAI-kind `[[upstreams]]` table of a gateway's config (model `m` unless given)."""
+    lines = [
+        "[[upstreams]]",
+        f'name = "{name}"',
+        'kind = "openai"',
+        f'base_url = "{base_url}"',
+        'models = ["m"]' if "models" not in options else "",
+    ]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+    return "\n".join(lines) + "\n\n"
