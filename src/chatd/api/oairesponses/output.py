@@ -8,7 +8,6 @@ the two cannot drift apart. Sequence numbers count every event of the stream.
 from __future__ import annotations
 
 import copy
-import secrets
 import time
 from typing import Any
 
@@ -30,7 +29,7 @@ ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"
 
 
 def response_id() -> str:
-    return "resp_" + secrets.token_hex(24)
+    return new_id("resp")
 
 
 def skeleton(req: ResponsesRequest, rid: str, model: str) -> dict[str, Any]:
