@@ -176,8 +176,10 @@ class AnthropicBackend:
                     held.append(item)
                 else:
                     yield item
+            # the n requests send one prompt, so each one's prompt count is the largest
+            # reported: llama-server can omit a stream's message_start, and its counts
             yield Usage(
-                prompt_tokens=sum(u.prompt_tokens for u in usages),
+                prompt_tokens=n * max((u.prompt_tokens for u in usages), default=0),
                 completion_tokens=sum(u.completion_tokens for u in usages),
                 cached_tokens=sum(u.cached_tokens for u in usages),
             )
